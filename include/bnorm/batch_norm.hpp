@@ -1,0 +1,223 @@
+/// @file batch_norm.hpp
+/// @brief BatchNorm2d<T>: parameters, running statistics, train/eval, dispatch to a variant.
+#pragma once
+
+#include <Eigen/Core>
+#include <array>
+#include <cstdint>
+#include <type_traits>
+
+#include "config.hpp"
+#include "detail/checks.hpp"
+#include "fused.hpp"
+#include "nchw_view.hpp"
+#include "staged.hpp"
+
+namespace bnorm {
+
+/// torch.nn.BatchNorm2d on NCHW views, for T = float or double.
+///
+/// Training (or eval with track_running_stats = false) normalises each channel c with the
+/// batch's statistics over its M = N*H*W values:
+///   y = (x - mean) / sqrt(var + eps) * weight + bias,   var = (1/M) sum (x - mean)^2 (biased),
+/// and, in training with tracked statistics, updates the running buffers with
+///   running_mean = (1 - f) * running_mean + f * mean,
+///   running_var  = (1 - f) * running_var  + f * var * M / (M - 1)   (unbiased),
+/// where f = momentum, or 1 / num_batches_tracked when momentum is nullopt. Eval with tracked
+/// statistics normalises with running_mean and running_var instead; they are then constants, so
+/// its backward is dx = dy * weight / sqrt(running_var + eps).
+///
+/// Differences from PyTorch, on purpose: N == 0 (or H*W == 0) changes no state at all (PyTorch
+/// still increments num_batches_tracked); backward uses the weight as it is at backward time.
+template <class T>
+class BatchNorm2d {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "bnorm::BatchNorm2d<T> is for T = float or double");
+
+ public:
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+
+  /// What backward needs from one forward. For the fused variant it keeps a view of the
+  /// forward's x, so x must outlive it and stay unchanged; the staged variant keeps its cache.
+  class Saved {
+   public:
+    /// The forward's input shape.
+    const std::array<index_t, 4>& shape() const { return shape_; }
+    /// true when the forward normalised with batch statistics.
+    bool batch_statistics() const { return batch_statistics_; }
+    Variant variant() const { return variant_; }
+    /// Per-channel mean used to normalise (batch or running), as PyTorch's save_mean.
+    const Array& mean() const { return mean_; }
+    /// Per-channel 1 / sqrt(var + eps) used to normalise, as PyTorch's save_invstd.
+    const Array& invstd() const { return invstd_; }
+
+   private:
+    friend class BatchNorm2d;
+    std::array<index_t, 4> shape_{0, 0, 0, 0};
+    bool batch_statistics_ = true;
+    Variant variant_ = Variant::fused;
+    Array mean_, invstd_;
+    NCHWView<const T> x_;               // fused
+    fused::BatchStatistics stats_;      // fused, batch statistics
+    Array running_mean_, running_var_;  // fused, eval: the buffers as the forward used them
+    staged::Cache<T> cache_;            // staged
+  };
+
+  /// weight = 1, bias = 0 (size C, or 0 without affine); running_mean = 0, running_var = 1
+  /// (size C, or 0 without tracking). Throws bnorm::invalid_argument for num_features <= 0,
+  /// eps < 0 or NaN, or momentum outside [0, 1].
+  explicit BatchNorm2d(index_t num_features, Options options = {})
+      : num_features_(num_features), options_(options) {
+    detail::require(num_features > 0, "num_features must be > 0, got ", num_features);
+    detail::check_eps(options.eps);
+    detail::check_momentum(options.momentum);
+    const index_t p = options.affine ? num_features : 0;
+    const index_t r = options.track_running_stats ? num_features : 0;
+    weight_ = Array::Ones(p);
+    bias_ = Array::Zero(p);
+    running_mean_ = Array::Zero(r);
+    running_var_ = Array::Ones(r);
+    weight_grad_ = Array::Zero(p);
+    bias_grad_ = Array::Zero(p);
+  }
+
+  void train(bool mode = true) { training_ = mode; }
+  void eval() { training_ = false; }
+  bool is_training() const { return training_; }
+  index_t num_features() const { return num_features_; }
+  const Options& options() const { return options_; }
+
+  Array& weight() { return weight_; }
+  const Array& weight() const { return weight_; }
+  Array& bias() { return bias_; }
+  const Array& bias() const { return bias_; }
+  Array& running_mean() { return running_mean_; }
+  const Array& running_mean() const { return running_mean_; }
+  Array& running_var() { return running_var_; }
+  const Array& running_var() const { return running_var_; }
+  std::int64_t num_batches_tracked() const { return num_batches_tracked_; }
+  /// dL/dweight of the last backward (size 0 without affine).
+  const Array& weight_grad() const { return weight_grad_; }
+  /// dL/dbias of the last backward (size 0 without affine).
+  const Array& bias_grad() const { return bias_grad_; }
+
+  /// y = BatchNorm2d(x). Validates everything first: on a throw, y and all state are unchanged.
+  Saved forward(NCHWView<const T> x, NCHWView<T> y) {
+    check_channels("x", x);
+    detail::check_same_shape("y", y, "x", x);
+    check_state();
+    const bool batch = uses_batch_statistics();
+    if (batch) detail::check_training_count(x);
+
+    Saved s;
+    s.shape_ = x.extents();
+    s.batch_statistics_ = batch;
+    s.variant_ = options_.variant;
+    if (x.size() == 0) return s;  // nothing to normalise and nothing learnt: no state changes
+
+    const double eps = options_.eps;
+    const bool staged = options_.variant == Variant::staged;
+    if (batch) {
+      Eigen::ArrayXd mean, var;
+      if (staged) {
+        s.cache_ = staged::forward_training(x, weight_, bias_, eps, y);
+        mean = to_array(s.cache_.mu);
+        var = to_array(s.cache_.var);
+      } else {
+        s.x_ = x;
+        s.stats_ = fused::forward_training(x, weight_, bias_, eps, y);
+        mean = s.stats_.mean;
+        var = s.stats_.var;
+      }
+      s.mean_ = mean.template cast<T>();
+      s.invstd_ = (var + eps).rsqrt().template cast<T>();
+      if (training_ && options_.track_running_stats)
+        update_running_stats(mean, var, x.n() * x.h() * x.w());
+    } else {
+      if (staged) {
+        s.cache_ =
+            staged::forward_inference(x, weight_, bias_, running_mean_, running_var_, eps, y);
+      } else {
+        s.x_ = x;
+        s.running_mean_ = running_mean_;
+        s.running_var_ = running_var_;
+        fused::forward_inference(x, weight_, bias_, running_mean_, running_var_, eps, y);
+      }
+      s.mean_ = running_mean_;
+      s.invstd_ = (running_var_.template cast<double>() + eps).rsqrt().template cast<T>();
+    }
+    return s;
+  }
+
+  /// dx = dL/dx for dy = dL/dy at the forward that returned `saved`; sets weight_grad() and
+  /// bias_grad(). Validates everything first: on a throw, dx and all state are unchanged.
+  void backward(const Saved& saved, NCHWView<const T> dy, NCHWView<T> dx) {
+    check_channels("dy", dy);
+    detail::check_shape("dy", dy, saved.shape_, "the shape of the forward's x");
+    detail::check_same_shape("dx", dx, "dy", dy);
+    check_state();
+    const index_t p = options_.affine ? num_features_ : 0;
+    if (dy.size() == 0) {
+      weight_grad_.setZero(p);
+      bias_grad_.setZero(p);
+      return;
+    }
+    Array dweight, dbias;
+    if (saved.variant_ == Variant::staged)
+      staged::backward(saved.cache_, dy, dx, dweight, dbias);
+    else if (saved.batch_statistics_)
+      fused::backward(saved.x_, dy, weight_, saved.stats_, dx, dweight, dbias);
+    else
+      fused::backward_inference(saved.x_, dy, weight_, saved.running_mean_, saved.running_var_,
+                                options_.eps, dx, dweight, dbias);
+    weight_grad_ = std::move(dweight);
+    bias_grad_ = std::move(dbias);
+  }
+
+ private:
+  bool uses_batch_statistics() const { return training_ || !options_.track_running_stats; }
+
+  template <class U>
+  void check_channels(const char* name, const NCHWView<U>& v) const {
+    detail::require(v.c() == num_features_, name, " has ", v.c(), " channels, module has ",
+                    num_features_);
+  }
+
+  /// The user may resize the public arrays; they must still fit the module.
+  void check_state() const {
+    const index_t p = options_.affine ? num_features_ : 0;
+    const index_t r = options_.track_running_stats ? num_features_ : 0;
+    const char* why_p = options_.affine ? "num_features" : "affine is false";
+    const char* why_r =
+        options_.track_running_stats ? "num_features" : "track_running_stats is false";
+    detail::check_size("weight", weight_.size(), p, why_p);
+    detail::check_size("bias", bias_.size(), p, why_p);
+    detail::check_size("running_mean", running_mean_.size(), r, why_r);
+    detail::check_size("running_var", running_var_.size(), r, why_r);
+  }
+
+  static Eigen::ArrayXd to_array(const staged::Tensor1<T>& t) {
+    Eigen::ArrayXd a(t.size());
+    for (Eigen::Index i = 0; i < t.size(); ++i) a[i] = static_cast<double>(t(i));
+    return a;
+  }
+
+  /// running = (1 - f) * running + f * batch, the variance made unbiased with M / (M - 1).
+  void update_running_stats(const Eigen::ArrayXd& mean, const Eigen::ArrayXd& var, index_t m) {
+    ++num_batches_tracked_;
+    const double f =
+        options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(num_batches_tracked_);
+    const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
+    running_mean_ = ((1 - f) * running_mean_.template cast<double>() + f * mean).template cast<T>();
+    running_var_ =
+        ((1 - f) * running_var_.template cast<double>() + f * unbias * var).template cast<T>();
+  }
+
+  index_t num_features_;
+  Options options_;
+  bool training_ = true;
+  Array weight_, bias_, running_mean_, running_var_, weight_grad_, bias_grad_;
+  std::int64_t num_batches_tracked_ = 0;
+};
+
+}  // namespace bnorm

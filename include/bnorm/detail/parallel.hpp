@@ -1,0 +1,27 @@
+/// @file detail/parallel.hpp
+/// @brief A parallel loop over independent items; serial without OpenMP.
+#pragma once
+
+#include "../config.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace bnorm::detail {
+
+/// Calls f(i) for i in [0, count). Items must be independent: each writes only its own outputs,
+/// so the result never depends on how items are spread over threads.
+template <class F>
+void parallel_for(index_t count, const F& f) {
+#if defined(_OPENMP)
+  if (count > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+    for (index_t i = 0; i < count; ++i) f(i);
+    return;
+  }
+#endif
+  for (index_t i = 0; i < count; ++i) f(i);
+}
+
+}  // namespace bnorm::detail

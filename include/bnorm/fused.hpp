@@ -1,0 +1,267 @@
+/// @file fused.hpp
+/// @brief The fused variant: per-channel statistics and normalisation in consecutive sweeps,
+/// and the closed-form backward.
+///
+/// Notation, per channel c, over the M = N*H*W values x_i of that channel:
+///   mean = (1/M) sum_i x_i,   var = (1/M) sum_i (x_i - mean)^2   (biased),
+///   invstd = 1 / sqrt(var + eps),   xhat_i = (x_i - mean) * invstd,
+///   y_i = weight * xhat_i + bias.
+/// With weight and bias of size 0 (affine = false), y_i = xhat_i and there are no parameter
+/// gradients.
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <limits>
+
+#include "config.hpp"
+#include "detail/checks.hpp"
+#include "detail/lane_sum.hpp"
+#include "detail/parallel.hpp"
+#include "detail/rows.hpp"
+#include "nchw_view.hpp"
+
+namespace bnorm::fused {
+
+/// Per-channel statistics of a batch, in double whatever T is.
+struct BatchStatistics {
+  index_t count = 0;      ///< M = N*H*W, values per channel
+  Eigen::ArrayXd mean;    ///< (1/M) sum x
+  Eigen::ArrayXd var;     ///< biased variance (1/M) sum (x - mean)^2; 0 when M == 0
+  Eigen::ArrayXd invstd;  ///< 1 / sqrt(var + eps)
+};
+
+namespace detail {
+using bnorm::detail::LaneSum;
+using bnorm::detail::Row;
+
+/// x - mean in T with the mean carried in more than T's precision: mean = hi + lo with
+/// hi = T(mean) and lo = T(mean - hi), and (x - hi) - lo. For x near the mean, x - hi is exact
+/// (Sterbenz), so the centred value keeps its accuracy however large the mean is.
+template <class T>
+struct Centre {
+  T hi, lo;
+  explicit Centre(double mean)
+      : hi(static_cast<T>(mean)), lo(static_cast<T>(mean - static_cast<double>(hi))) {}
+  T operator()(T x) const { return (x - hi) - lo; }
+};
+
+template <class T>
+T weight_at(const Eigen::Array<T, Eigen::Dynamic, 1>& weight, index_t c) {
+  return weight.size() == 0 ? T(1) : weight[c];
+}
+template <class T>
+T bias_at(const Eigen::Array<T, Eigen::Dynamic, 1>& bias, index_t c) {
+  return bias.size() == 0 ? T(0) : bias[c];
+}
+
+/// Two-pass statistics of channel c: the mean, then the sum of squared deviations from it.
+template <class T>
+void channel_statistics(const NCHWView<const T>& x, index_t c, double& mean, double& m2) {
+  const auto m = static_cast<double>(x.n() * x.h() * x.w());
+  LaneSum sum;
+  bnorm::detail::for_each_row(
+      c,
+      [&](auto xr, index_t len) {
+        sum.add(len, [&](index_t i) { return static_cast<double>(xr[i]); });
+      },
+      x);
+  mean = m > 0 ? sum.total() / m : 0.0;
+  LaneSum sq;
+  bnorm::detail::for_each_row(
+      c,
+      [&](auto xr, index_t len) {
+        // sq += (x - mean)^2, in double
+        sq.add(len, [&](index_t i) {
+          const double d = static_cast<double>(xr[i]) - mean;
+          return d * d;
+        });
+      },
+      x);
+  m2 = sq.total();
+}
+
+/// y = (x - mean) * scale + shift on channel c, centred in more than T's precision.
+template <class T>
+void channel_normalise(const NCHWView<const T>& x, index_t c, double mean, double scale,
+                       double shift, const NCHWView<T>& y) {
+  const Centre<T> centre(mean);
+  const T a = static_cast<T>(scale), b = static_cast<T>(shift);
+  bnorm::detail::for_each_row(
+      c,
+      [&](auto xr, auto yr, index_t len) {
+        // y = ((x - hi) - lo) * a + b
+        for (index_t i = 0; i < len; ++i) yr[i] = centre(xr[i]) * a + b;
+      },
+      x, y);
+}
+
+/// sum dy and sum dy * (x - mean) over channel c, in double.
+template <class T>
+void channel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c,
+                       double mean, double& sum_dy, double& sum_dy_xmu) {
+  LaneSum s_dy, s_dy_xmu;
+  bnorm::detail::for_each_row(
+      c,
+      [&](auto xr, auto dyr, index_t len) {
+        // sum_dy += dy;  sum_dy_xmu += dy * (x - mean), in double
+        s_dy.add(len, [&](index_t i) { return static_cast<double>(dyr[i]); });
+        s_dy_xmu.add(len, [&](index_t i) {
+          return static_cast<double>(dyr[i]) * (static_cast<double>(xr[i]) - mean);
+        });
+      },
+      x, dy);
+  sum_dy = s_dy.total();
+  sum_dy_xmu = s_dy_xmu.total();
+}
+
+/// dx = (dy - dy_shift) * k - (x - mean) * kc on channel c.
+template <class T>
+void channel_grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c,
+                        double mean, double k, double dy_shift, double kc, const NCHWView<T>& dx) {
+  const Centre<T> centre(mean);
+  const T tk = static_cast<T>(k), tshift = static_cast<T>(dy_shift), tkc = static_cast<T>(kc);
+  bnorm::detail::for_each_row(
+      c,
+      [&](auto xr, auto dyr, auto dxr, index_t len) {
+        // dx = (dy - dy_shift) * k - ((x - hi) - lo) * kc
+        for (index_t i = 0; i < len; ++i) dxr[i] = (dyr[i] - tshift) * tk - centre(xr[i]) * tkc;
+      },
+      x, dy, dx);
+}
+
+/// dx = dy * k on channel c (eval backward: x does not enter, so a NaN in x stays out of dx).
+template <class T>
+void channel_scale(const NCHWView<const T>& dy, index_t c, double k, const NCHWView<T>& dx) {
+  const T tk = static_cast<T>(k);
+  bnorm::detail::for_each_row(
+      c,
+      [&](auto dyr, auto dxr, index_t len) {
+        // dx = dy * k
+        for (index_t i = 0; i < len; ++i) dxr[i] = dyr[i] * tk;
+      },
+      dy, dx);
+}
+
+}  // namespace detail
+
+/// Training forward: batch statistics of x and y = (x - mean) * invstd * weight + bias.
+///
+/// Each channel's statistics (two passes: mean, then sum (x - mean)^2, accumulated in double)
+/// and its normalisation run back to back, so the later passes read x from cache. weight and
+/// bias have C elements, or both 0 for affine = false. Throws bnorm::invalid_argument, before
+/// writing anything, when shapes or sizes disagree, eps is negative or NaN, or M == 1.
+/// M == 0 writes nothing and returns zero statistics.
+template <class T>
+BatchStatistics forward_training(NCHWView<const T> x,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                                 NCHWView<T> y) {
+  bnorm::detail::check_forward_args(x, weight, bias, eps, y);
+  bnorm::detail::check_training_count(x);
+  const index_t channels = x.c(), m = x.n() * x.h() * x.w();
+  BatchStatistics s{m, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels),
+                    Eigen::ArrayXd::Constant(channels, 1.0 / std::sqrt(eps))};
+  if (m == 0) return s;
+  bnorm::detail::parallel_for(channels, [&](index_t c) {
+    double mean, m2;
+    detail::channel_statistics(x, c, mean, m2);
+    const double var = m2 / static_cast<double>(m), invstd = 1.0 / std::sqrt(var + eps);
+    s.mean[c] = mean;
+    s.var[c] = var;
+    s.invstd[c] = invstd;
+    detail::channel_normalise(x, c, mean, invstd * detail::weight_at(weight, c),
+                              detail::bias_at(bias, c), y);
+  });
+  return s;
+}
+
+/// Inference forward: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+///
+/// Throws bnorm::invalid_argument, before writing anything, when shapes or sizes disagree or eps
+/// is negative or NaN.
+template <class T>
+void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                       NCHWView<T> y) {
+  bnorm::detail::check_forward_args(x, weight, bias, eps, y);
+  bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
+  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    detail::channel_normalise(x, c, static_cast<double>(running_mean[c]),
+                              invstd * detail::weight_at(weight, c), detail::bias_at(bias, c), y);
+  });
+}
+
+/// Training backward, closed form. With g = dy, per channel:
+///   dbias = sum g,   dweight = sum g * xhat,
+///   dx = weight * invstd / M * (M * g - sum g - xhat * sum(g * xhat)).
+/// `stats` are those forward_training returned for the same x. dweight and dbias are resized
+/// to C, or to 0 when weight is empty (affine = false). Throws bnorm::invalid_argument, before
+/// writing anything, when shapes or sizes disagree.
+template <class T>
+void backward(NCHWView<const T> x, NCHWView<const T> dy,
+              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
+              NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  bnorm::detail::check_backward_args(x, dy, weight, dx);
+  const index_t channels = x.c(), m = x.n() * x.h() * x.w();
+  bnorm::detail::check_size("stats.mean", stats.mean.size(), channels, "the channels of x");
+  bnorm::detail::check_size("stats.invstd", stats.invstd.size(), channels, "the channels of x");
+  bnorm::detail::require(stats.count == m, "stats.count is ", stats.count, ", expected ", m,
+                         " (N*H*W of x)");
+  const bool affine = weight.size() != 0;
+  dweight.setZero(affine ? channels : 0);
+  dbias.setZero(affine ? channels : 0);
+  if (m == 0) return;
+  bnorm::detail::parallel_for(channels, [&](index_t c) {
+    const double mean = stats.mean[c], invstd = stats.invstd[c];
+    double sum_dy, sum_dy_xmu;
+    detail::channel_grad_sums(x, dy, c, mean, sum_dy, sum_dy_xmu);
+    const double k = invstd * detail::weight_at(weight, c), inv_m = 1.0 / static_cast<double>(m);
+    // dx = k * (dy - sum_dy/M - (x - mean) * invstd^2 * sum_dy_xmu / M)
+    detail::channel_grad_input(x, dy, c, mean, k, sum_dy * inv_m,
+                               k * invstd * invstd * sum_dy_xmu * inv_m, dx);
+    if (affine) {
+      dweight[c] = static_cast<T>(sum_dy_xmu * invstd);
+      dbias[c] = static_cast<T>(sum_dy);
+    }
+  });
+}
+
+/// Eval backward with running statistics, which are constants of the forward:
+///   dx = dy * weight * invstd,  dweight = sum dy * (x - running_mean) * invstd,  dbias = sum dy,
+/// with invstd = 1 / sqrt(running_var + eps). Throws bnorm::invalid_argument, before writing
+/// anything, when shapes or sizes disagree or eps is negative or NaN.
+template <class T>
+void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                        NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  bnorm::detail::check_backward_args(x, dy, weight, dx);
+  bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
+  bnorm::detail::check_eps(eps);
+  const index_t channels = x.c();
+  const bool affine = weight.size() != 0;
+  dweight.setZero(affine ? channels : 0);
+  dbias.setZero(affine ? channels : 0);
+  bnorm::detail::parallel_for(channels, [&](index_t c) {
+    const double mean = static_cast<double>(running_mean[c]);
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    if (affine) {
+      double sum_dy, sum_dy_xmu;
+      detail::channel_grad_sums(x, dy, c, mean, sum_dy, sum_dy_xmu);
+      dweight[c] = static_cast<T>(sum_dy_xmu * invstd);
+      dbias[c] = static_cast<T>(sum_dy);
+    }
+    detail::channel_scale(dy, c, invstd * detail::weight_at(weight, c), dx);
+  });
+}
+
+}  // namespace bnorm::fused

@@ -1,0 +1,281 @@
+/// @file staged.hpp
+/// @brief The staged variant: BatchNorm2d as the nine-step graph of the seed notebook.
+///
+/// Forward, per channel over N, H, W (M = N*H*W values), with gamma and beta broadcast over C:
+///   1 mu = mean(x)           2 xmu = x - mu         3 sq = xmu^2
+///   4 var = mean(sq)         5 sqrtvar = sqrt(var + eps)
+///   6 ivar = 1 / sqrtvar     7 xhat = xmu * ivar    8 gammax = gamma * xhat
+///   9 out = gammax + beta
+/// Every step is a node below that materialises its output and owns its local backward; the
+/// Cache keeps the intermediates, and backward() walks the nodes from step 9 back to step 0
+/// (where the two paths into x meet). It is the executable specification the fused variant is
+/// checked against: slow and obvious on purpose.
+#pragma once
+
+#include <Eigen/Core>
+#include <unsupported/Eigen/CXX11/Tensor>
+#include <utility>
+
+#include "config.hpp"
+#include "detail/checks.hpp"
+#include "nchw_view.hpp"
+
+namespace bnorm::staged {
+
+/// A 4-d tensor in NCHW order (row-major, so the last index is contiguous).
+template <class T>
+using Tensor4 = Eigen::Tensor<T, 4, Eigen::RowMajor>;
+/// A per-channel vector.
+template <class T>
+using Tensor1 = Eigen::Tensor<T, 1, Eigen::RowMajor>;
+using Shape = Eigen::DSizes<Eigen::Index, 4>;
+
+/// The nodes of the graph: forward and local backward of each step.
+namespace nodes {
+
+/// Sum over the axes N, H, W (0, 2, 3), accumulated in double.
+template <class T>
+Tensor1<T> sum_nhw(const Tensor4<T>& t) {
+  const Eigen::array<Eigen::Index, 3> nhw{0, 2, 3};
+  return t.template cast<double>().sum(nhw).template cast<T>();
+}
+
+/// A per-channel vector broadcast to `shape`: out(n, c, h, w) = v(c).
+template <class T>
+Tensor4<T> broadcast(const Tensor1<T>& v, const Shape& shape) {
+  const Eigen::array<Eigen::Index, 4> as_nchw{1, shape[1], 1, 1};
+  const Eigen::array<Eigen::Index, 4> repeat{shape[0], 1, shape[2], shape[3]};
+  return v.reshape(as_nchw).broadcast(repeat);
+}
+
+template <class T>
+T count_nhw(const Shape& shape) {
+  return static_cast<T>(shape[0] * shape[2] * shape[3]);
+}
+
+/// Steps 1 and 4: out(c) = (1/M) sum_{n,h,w} t(n, c, h, w).
+struct ChannelMean {
+  template <class T>
+  static Tensor1<T> forward(const Tensor4<T>& t) {
+    return sum_nhw(t) / count_nhw<T>(t.dimensions());
+  }
+  /// dt(n, c, h, w) = dout(c) / M.
+  template <class T>
+  static Tensor4<T> backward(const Tensor1<T>& dout, const Shape& shape) {
+    return broadcast<T>(dout, shape) / count_nhw<T>(shape);
+  }
+};
+
+/// Steps 2 (sign -1: xmu = x - mu) and 9 (sign +1: out = gammax + beta):
+/// out = t + sign * v, v broadcast over C.
+template <int Sign>
+struct AddChannel {
+  template <class T>
+  static Tensor4<T> forward(const Tensor4<T>& t, const Tensor1<T>& v) {
+    return t + static_cast<T>(Sign) * broadcast<T>(v, t.dimensions());
+  }
+  /// dt = dout;  dv = sign * sum_{n,h,w} dout.
+  template <class T>
+  static std::pair<Tensor4<T>, Tensor1<T>> backward(const Tensor4<T>& dout) {
+    return {dout, static_cast<T>(Sign) * sum_nhw<T>(dout)};
+  }
+};
+
+/// Step 3: out = t^2.
+struct Square {
+  template <class T>
+  static Tensor4<T> forward(const Tensor4<T>& t) {
+    return t.square();
+  }
+  /// dt = 2 * t * dout.
+  template <class T>
+  static Tensor4<T> backward(const Tensor4<T>& t, const Tensor4<T>& dout) {
+    return static_cast<T>(2) * t * dout;
+  }
+};
+
+/// Step 5: out = sqrt(v + eps).
+struct SqrtEps {
+  template <class T>
+  static Tensor1<T> forward(const Tensor1<T>& v, T eps) {
+    return (v + eps).sqrt();
+  }
+  /// dv = 0.5 / sqrt(v + eps) * dout.
+  template <class T>
+  static Tensor1<T> backward(const Tensor1<T>& v, T eps, const Tensor1<T>& dout) {
+    return static_cast<T>(0.5) * (v + eps).rsqrt() * dout;
+  }
+};
+
+/// Step 6: out = 1 / v.
+struct Reciprocal {
+  template <class T>
+  static Tensor1<T> forward(const Tensor1<T>& v) {
+    return v.inverse();
+  }
+  /// dv = -1 / v^2 * dout.
+  template <class T>
+  static Tensor1<T> backward(const Tensor1<T>& v, const Tensor1<T>& dout) {
+    return -v.square().inverse() * dout;
+  }
+};
+
+/// Steps 7 (xhat = xmu * ivar) and 8 (gammax = gamma * xhat): out = t * v, v broadcast over C.
+struct MulChannel {
+  template <class T>
+  static Tensor4<T> forward(const Tensor4<T>& t, const Tensor1<T>& v) {
+    return t * broadcast<T>(v, t.dimensions());
+  }
+  /// dt = dout * v;  dv = sum_{n,h,w} dout * t.
+  template <class T>
+  static std::pair<Tensor4<T>, Tensor1<T>> backward(const Tensor4<T>& t, const Tensor1<T>& v,
+                                                    const Tensor4<T>& dout) {
+    return {dout * broadcast<T>(v, t.dimensions()), sum_nhw<T>(dout * t)};
+  }
+};
+
+}  // namespace nodes
+
+/// The intermediates of one forward pass, named after the notebook's steps.
+template <class T>
+struct Cache {
+  /// true: mu and var are the batch's, functions of x (training); false: the running
+  /// statistics, constants of the forward (eval), so backward stops at step 7.
+  bool batch_statistics = true;
+  bool affine = true;  ///< false: gamma = 1, beta = 0 and no parameter gradients
+  T eps = T(0);
+  Tensor1<T> mu, var, sqrtvar, ivar, gamma, beta;  // steps 1, 4, 5, 6 and the parameters
+  Tensor4<T> xmu, sq, xhat, gammax, out;           // steps 2, 3, 7, 8, 9
+
+  Shape shape() const { return xmu.dimensions(); }
+  index_t channels() const { return static_cast<index_t>(mu.size()); }
+};
+
+namespace detail {
+
+template <class T>
+Tensor4<T> load(const NCHWView<const T>& v) {
+  Tensor4<T> t(v.n(), v.c(), v.h(), v.w());
+  for (index_t n = 0; n < v.n(); ++n)
+    for (index_t c = 0; c < v.c(); ++c)
+      for (index_t h = 0; h < v.h(); ++h)
+        for (index_t w = 0; w < v.w(); ++w) t(n, c, h, w) = v(n, c, h, w);
+  return t;
+}
+
+template <class T>
+void store(const Tensor4<T>& t, const NCHWView<T>& v) {
+  for (index_t n = 0; n < v.n(); ++n)
+    for (index_t c = 0; c < v.c(); ++c)
+      for (index_t h = 0; h < v.h(); ++h)
+        for (index_t w = 0; w < v.w(); ++w) v(n, c, h, w) = t(n, c, h, w);
+}
+
+template <class T>
+Tensor1<T> vector_or(const Eigen::Array<T, Eigen::Dynamic, 1>& a, index_t channels, T fill) {
+  Tensor1<T> t(channels);
+  for (index_t c = 0; c < channels; ++c) t(c) = a.size() == 0 ? fill : a[c];
+  return t;
+}
+
+/// Steps 7 to 9, shared by training and eval.
+template <class T>
+void normalise(Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+               const Eigen::Array<T, Eigen::Dynamic, 1>& bias) {
+  const index_t channels = k.mu.size();
+  k.affine = weight.size() != 0;
+  k.gamma = vector_or(weight, channels, T(1));
+  k.beta = vector_or(bias, channels, T(0));
+  k.xhat = nodes::MulChannel::forward<T>(k.xmu, k.ivar);        // step 7
+  k.gammax = nodes::MulChannel::forward<T>(k.xhat, k.gamma);    // step 8
+  k.out = nodes::AddChannel<+1>::forward<T>(k.gammax, k.beta);  // step 9
+}
+
+}  // namespace detail
+
+/// Training forward through the nine steps with batch statistics; writes out into y and returns
+/// the cache. weight and bias have C elements, or both 0 for affine = false. Throws
+/// bnorm::invalid_argument, before writing anything, on mismatched shapes or sizes, a negative
+/// or NaN eps, or M == 1.
+template <class T>
+Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                          const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                          NCHWView<T> y) {
+  bnorm::detail::check_forward_args(x, weight, bias, eps, y);
+  bnorm::detail::check_training_count(x);
+  Cache<T> k;
+  k.eps = static_cast<T>(eps);
+  const Tensor4<T> xt = detail::load(x);
+  k.mu = nodes::ChannelMean::forward<T>(xt);             // step 1
+  k.xmu = nodes::AddChannel<-1>::forward<T>(xt, k.mu);   // step 2
+  k.sq = nodes::Square::forward<T>(k.xmu);               // step 3
+  k.var = nodes::ChannelMean::forward<T>(k.sq);          // step 4
+  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);  // step 5
+  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);     // step 6
+  detail::normalise(k, weight, bias);                    // steps 7-9
+  detail::store(k.out, y);
+  return k;
+}
+
+/// Eval forward with running statistics: mu = running_mean and var = running_var are constants,
+/// steps 3 and 4 do not run. Throws bnorm::invalid_argument, before writing anything, on
+/// mismatched shapes or sizes or a negative or NaN eps.
+template <class T>
+Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                           const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                           NCHWView<T> y) {
+  bnorm::detail::check_forward_args(x, weight, bias, eps, y);
+  bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
+  Cache<T> k;
+  k.batch_statistics = false;
+  k.eps = static_cast<T>(eps);
+  k.mu = detail::vector_or(running_mean, x.c(), T(0));
+  k.var = detail::vector_or(running_var, x.c(), T(1));
+  k.xmu = nodes::AddChannel<-1>::forward<T>(detail::load(x), k.mu);  // step 2
+  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);              // step 5
+  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);                 // step 6
+  detail::normalise(k, weight, bias);                                // steps 7-9
+  detail::store(k.out, y);
+  return k;
+}
+
+/// Backward: walks the nodes from step 9 to step 0 with dout = dy. Writes dx and sets dweight
+/// and dbias to dgamma and dbeta (size 0 when the forward was not affine). Throws
+/// bnorm::invalid_argument, before writing anything, when dy or dx differ in shape from the
+/// cached forward.
+template <class T>
+void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  using namespace nodes;
+  const Shape s = k.shape();
+  bnorm::detail::check_shape("dy", dy, {s[0], s[1], s[2], s[3]}, "the shape of the forward's x");
+  bnorm::detail::check_same_shape("dx", dx, "dy", dy);
+  const Tensor4<T> dout = detail::load(dy);
+  auto [dgammax, dbeta] = AddChannel<+1>::backward<T>(dout);                 // step 9
+  auto [dxhat, dgamma] = MulChannel::backward<T>(k.xhat, k.gamma, dgammax);  // step 8
+  auto [dxmu1, divar] = MulChannel::backward<T>(k.xmu, k.ivar, dxhat);       // step 7
+  Tensor4<T> dxt = dxmu1;
+  if (k.batch_statistics) {
+    const Tensor1<T> dsqrtvar = Reciprocal::backward<T>(k.sqrtvar, divar);     // step 6
+    const Tensor1<T> dvar = SqrtEps::backward<T>(k.var, k.eps, dsqrtvar);      // step 5
+    const Tensor4<T> dsq = ChannelMean::backward<T>(dvar, s);                  // step 4
+    const Tensor4<T> dxmu2 = Square::backward<T>(k.xmu, dsq);                  // step 3
+    auto [dx1, dmu] = AddChannel<-1>::backward<T>(Tensor4<T>(dxmu1 + dxmu2));  // step 2
+    const Tensor4<T> dx2 = ChannelMean::backward<T>(dmu, s);                   // step 1
+    dxt = dx1 + dx2;                                                           // step 0
+  }
+  detail::store(dxt, dx);
+  const index_t channels = k.affine ? k.channels() : 0;
+  dweight.resize(channels);
+  dbias.resize(channels);
+  for (index_t c = 0; c < channels; ++c) {
+    dweight[c] = dgamma(c);
+    dbias[c] = dbeta(c);
+  }
+}
+
+}  // namespace bnorm::staged
