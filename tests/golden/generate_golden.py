@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Generate tests/golden/golden.txt: reference BatchNorm2d results from PyTorch.
+
+Run with Debian's python, where python3-torch is installed:
+
+    /usr/bin/python3 tests/golden/generate_golden.py
+
+The output is a whitespace-token text file (format in tests/golden/README.md).
+Inputs come from seeded NumPy generators (one per case), so the file is
+reproducible for a given torch build; torch runs single-threaded so its
+reductions are summed in a fixed order.
+"""
+import os
+import sys
+
+try:
+    import numpy as np
+    import torch
+except ImportError as exc:  # pragma: no cover
+    sys.exit(
+        "generate_golden.py needs PyTorch and NumPy (%s).\n"
+        "Install them with `apt-get install -y python3-torch` and run with "
+        "/usr/bin/python3 tests/golden/generate_golden.py" % exc
+    )
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "golden.txt")
+FORMAT_VERSION = 1
+
+TRAIN_STEPS = 3
+EVAL_STEPS = 2
+
+
+def fmt(values, dtype):
+    spec = "%.17g" if dtype == "float64" else "%.9g"
+    arr = np.asarray(values, dtype=np.float64 if dtype == "float64" else np.float32)
+    return " ".join(spec % float(v) for v in arr.reshape(-1))
+
+
+def tensor_record(key, t, dtype):
+    a = t.detach().cpu().numpy()
+    n, c, h, w = a.shape
+    return "%s %d %d %d %d %s" % (key, n, c, h, w, fmt(a, dtype))
+
+
+def vector_record(key, t, dtype):
+    return "%s %s" % (key, fmt(t.detach().cpu().numpy(), dtype))
+
+
+def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
+             affine=True, track=True, seed=0,
+             steps=("train",) * TRAIN_STEPS + ("eval",) * EVAL_STEPS):
+    n, c, h, w = shape
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    npdtype = np.float64 if dtype == "float64" else np.float32
+    rng = np.random.RandomState(seed)
+    torch.manual_seed(seed)
+
+    bn = torch.nn.BatchNorm2d(c, eps=eps, momentum=momentum, affine=affine,
+                              track_running_stats=track).to(tdtype)
+    lines.append("case %s" % name)
+    lines.append("dtype %s" % dtype)
+    lines.append("options eps %s momentum %s affine %d track %d" % (
+        "%.17g" % eps, "none" if momentum is None else "%.17g" % momentum,
+        int(affine), int(track)))
+    lines.append("features %d" % c)
+    if affine:
+        wv = rng.uniform(0.5, 1.5, size=c).astype(npdtype)
+        bv = rng.standard_normal(size=c).astype(npdtype)
+        with torch.no_grad():
+            bn.weight.copy_(torch.from_numpy(wv))
+            bn.bias.copy_(torch.from_numpy(bv))
+        lines.append(vector_record("weight", bn.weight, dtype))
+        lines.append(vector_record("bias", bn.bias, dtype))
+
+    # Per-channel offset and scale, fixed for the case, so running stats converge
+    # towards something recognisable and channels differ from each other.
+    offset = rng.uniform(-5.0, 5.0, size=(1, c, 1, 1))
+    scale = rng.uniform(0.5, 3.0, size=(1, c, 1, 1))
+
+    for mode in steps:
+        bn.train(mode == "train")
+        xv = (scale * rng.standard_normal(size=shape) + offset).astype(npdtype)
+        dyv = rng.standard_normal(size=shape).astype(npdtype)
+        x = torch.from_numpy(xv).requires_grad_(True)
+        dy = torch.from_numpy(dyv)
+        if affine:
+            bn.weight.grad = None
+            bn.bias.grad = None
+        y = bn(x)
+        y.backward(dy)
+
+        lines.append("step %s" % mode)
+        lines.append(tensor_record("x", x, dtype))
+        lines.append(tensor_record("dy", dy, dtype))
+        lines.append(tensor_record("y", y, dtype))
+        lines.append(tensor_record("dx", x.grad, dtype))
+        if affine:
+            lines.append(vector_record("dweight", bn.weight.grad, dtype))
+            lines.append(vector_record("dbias", bn.bias.grad, dtype))
+        if track:
+            lines.append(vector_record("running_mean", bn.running_mean, dtype))
+            lines.append(vector_record("running_var", bn.running_var, dtype))
+            lines.append("num_batches_tracked %d" % int(bn.num_batches_tracked))
+        lines.append("endstep")
+    lines.append("endcase")
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    lines = ["bnorm-golden %d" % FORMAT_VERSION, "torch %s" % torch.__version__]
+
+    seed = 1000
+    shapes = [(2, 3, 4, 5), (3, 2, 3, 1), (1, 4, 2, 3), (2, 3, 4, 5)]
+    # Every (affine, track) pair; with track=1 every momentum kind. Without
+    # tracked statistics momentum has no effect, so one case per affine value.
+    combos = []
+    for affine in (False, True):
+        combos.append(dict(affine=affine, track=False, momentum=0.1, eps=1e-5, tag="m01"))
+        combos.append(dict(affine=affine, track=True, momentum=0.1, eps=1e-5, tag="m01"))
+        combos.append(dict(affine=affine, track=True, momentum=None, eps=1e-5, tag="mnone"))
+        combos.append(dict(affine=affine, track=True, momentum=0.3, eps=1e-3, tag="m03_eps1e-3"))
+    for i, cb in enumerate(combos):
+        shape = shapes[i % len(shapes)]
+        name = "affine%d_track%d_%s_%dx%dx%dx%d" % ((int(cb["affine"]), int(cb["track"]), cb["tag"]) + shape)
+        seed += 1
+        run_case(lines, name, shape, eps=cb["eps"], momentum=cb["momentum"],
+                 affine=cb["affine"], track=cb["track"], seed=seed)
+
+    # Spatial extent 1: M = N = 4 values per channel.
+    seed += 1
+    run_case(lines, "hw1_n4_affine1_track1_m01_4x3x1x1", (4, 3, 1, 1),
+             momentum=0.1, affine=True, track=True, seed=seed)
+    # Single sample, H*W > 1: M = H*W.
+    seed += 1
+    run_case(lines, "n1_affine1_track1_mnone_1x3x2x4", (1, 3, 2, 4),
+             momentum=None, affine=True, track=True, seed=seed)
+    # float32 (values written with 9 significant digits, exact for float32).
+    seed += 1
+    run_case(lines, "float32_affine1_track1_m01_2x3x4x5", (2, 3, 4, 5), dtype="float32",
+             momentum=0.1, affine=True, track=True, seed=seed)
+
+    with open(OUT, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    size = os.path.getsize(OUT)
+    ncases = sum(1 for l in lines if l.startswith("case "))
+    nsteps = sum(1 for l in lines if l.startswith("step "))
+    print("wrote %s: %d bytes, %d cases, %d steps, torch %s" % (OUT, size, ncases, nsteps, torch.__version__))
+    if size >= 1 << 20:
+        sys.exit("golden.txt is larger than 1 MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+// The staged graph: central finite differences (double) for every node's local backward and
+// for the whole operation, in training and in eval, with random upstream gradients.
+#include "test_support.hpp"
+
+namespace bnorm_test {
+namespace {
+
+using bnorm::staged::Tensor1;
+using bnorm::staged::Tensor4;
+namespace nodes = bnorm::staged::nodes;
+
+const Shape kShape{2, 3, 2, 4};  // C != W
+
+Tensor4<double> random_tensor4(std::uint64_t seed, double offset = 0.0) {
+  const auto v = random_values<double>(kShape, seed, offset);
+  Tensor4<double> t(kShape[0], kShape[1], kShape[2], kShape[3]);
+  std::copy(v.begin(), v.end(), t.data());
+  return t;
+}
+
+Tensor1<double> random_tensor1(std::uint64_t seed, double lo, double hi) {
+  const auto a = random_array<double>(kShape[1], seed, lo, hi);
+  Tensor1<double> t(kShape[1]);
+  std::copy(a.data(), a.data() + a.size(), t.data());
+  return t;
+}
+
+/// <g, t>: the scalar loss whose gradient with respect to t is g.
+template <class A, class B>
+double dot(const A& g, const B& t) {
+  double s = 0;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(t.size()); ++i)
+    s += g.data()[i] * t.data()[i];
+  return s;
+}
+
+/// Central differences of loss() with respect to every element of `input` (perturbed in place),
+/// compared with `analytic`, relative to the largest analytic entry.
+template <class Input, class Grad, class Loss>
+void expect_matches_finite_differences(Input& input, const Grad& analytic, const Loss& loss,
+                                       const char* what) {
+  ASSERT_EQ(input.size(), analytic.size()) << what;
+  double worst = 0, scale = 0;
+  for (Eigen::Index i = 0; i < input.size(); ++i) {
+    double& v = input.data()[i];
+    const double keep = v, h = 1e-6 * std::max(1.0, std::abs(v));
+    v = keep + h;
+    const double up = loss();
+    v = keep - h;
+    const double down = loss();
+    v = keep;
+    worst = std::max(worst, std::abs((up - down) / (2 * h) - analytic.data()[i]));
+    scale = std::max(scale, std::abs(analytic.data()[i]));
+  }
+  EXPECT_GT(scale, 0) << what << ": a zero gradient checks nothing";
+  EXPECT_LE(worst / scale, 1e-7) << what;
+}
+
+TEST(StagedNodes, ChannelMean) {
+  Tensor4<double> t = random_tensor4(1);
+  const Tensor1<double> g = random_tensor1(2, -1, 1);
+  const Tensor4<double> dt = nodes::ChannelMean::backward<double>(g, t.dimensions());
+  expect_matches_finite_differences(
+      t, dt, [&] { return dot(g, Tensor1<double>(nodes::ChannelMean::forward<double>(t))); }, "dt");
+}
+
+template <int Sign>
+void check_add_channel() {
+  Tensor4<double> t = random_tensor4(3);
+  Tensor1<double> v = random_tensor1(4, -2, 2);
+  const Tensor4<double> g = random_tensor4(5);
+  auto loss = [&] {
+    return dot(g, Tensor4<double>(nodes::AddChannel<Sign>::template forward<double>(t, v)));
+  };
+  const auto [dt, dv] = nodes::AddChannel<Sign>::template backward<double>(g);
+  expect_matches_finite_differences(t, dt, loss, "dt");
+  expect_matches_finite_differences(v, dv, loss, "dv");
+}
+TEST(StagedNodes, SubtractChannel) {
+  check_add_channel<-1>();
+}
+TEST(StagedNodes, AddChannel) {
+  check_add_channel<+1>();
+}
+
+TEST(StagedNodes, Square) {
+  Tensor4<double> t = random_tensor4(6);
+  const Tensor4<double> g = random_tensor4(7);
+  const Tensor4<double> dt = nodes::Square::backward<double>(t, g);
+  expect_matches_finite_differences(
+      t, dt, [&] { return dot(g, Tensor4<double>(nodes::Square::forward<double>(t))); }, "dt");
+}
+
+TEST(StagedNodes, SqrtEps) {
+  Tensor1<double> v = random_tensor1(8, 0.1, 3);
+  const Tensor1<double> g = random_tensor1(9, -1, 1);
+  const double eps = 1e-3;
+  const Tensor1<double> dv = nodes::SqrtEps::backward<double>(v, eps, g);
+  expect_matches_finite_differences(
+      v, dv, [&] { return dot(g, Tensor1<double>(nodes::SqrtEps::forward<double>(v, eps))); },
+      "dv");
+}
+
+TEST(StagedNodes, Reciprocal) {
+  Tensor1<double> v = random_tensor1(10, 0.5, 3);
+  const Tensor1<double> g = random_tensor1(11, -1, 1);
+  const Tensor1<double> dv = nodes::Reciprocal::backward<double>(v, g);
+  expect_matches_finite_differences(
+      v, dv, [&] { return dot(g, Tensor1<double>(nodes::Reciprocal::forward<double>(v))); }, "dv");
+}
+
+TEST(StagedNodes, MulChannel) {
+  Tensor4<double> t = random_tensor4(12);
+  Tensor1<double> v = random_tensor1(13, 0.5, 1.5);
+  const Tensor4<double> g = random_tensor4(14);
+  auto loss = [&] { return dot(g, Tensor4<double>(nodes::MulChannel::forward<double>(t, v))); };
+  const auto [dt, dv] = nodes::MulChannel::backward<double>(t, v, g);
+  expect_matches_finite_differences(t, dt, loss, "dt");
+  expect_matches_finite_differences(v, dv, loss, "dv");
+}
+
+// The whole operation: L = <dy, y(x, weight, bias)>, with batch statistics (training) and with
+// constant running statistics (eval). Both variants' backward are checked against it.
+struct WholeOp : ::testing::TestWithParam<std::tuple<bool, bnorm::Variant>> {};
+
+TEST_P(WholeOp, MatchesFiniteDifferences) {
+  const auto [training, variant] = GetParam();
+  using Array = Eigen::ArrayXd;
+  Eigen::Tensor<double, 1> x(count(kShape)), dy(count(kShape));
+  const auto xv = random_values<double>(kShape, 21, 1.5), dyv = random_values<double>(kShape, 22);
+  std::copy(xv.begin(), xv.end(), x.data());
+  std::copy(dyv.begin(), dyv.end(), dy.data());
+  Array weight = random_array<double>(kShape[1], 23, 0.5, 1.5);
+  Array bias = random_array<double>(kShape[1], 24, -1, 1);
+  const Array running_mean = random_array<double>(kShape[1], 25, 1, 2);
+  const Array running_var = random_array<double>(kShape[1], 26, 0.5, 2);
+  const double eps = 1e-3;
+  const auto [N, C, H, W] = kShape;
+  std::vector<double> y(static_cast<std::size_t>(count(kShape)));
+  auto forward_loss = [&] {
+    const bnorm::NCHWView<const double> xw(x.data(), N, C, H, W);
+    const bnorm::NCHWView<double> yw(y.data(), N, C, H, W);
+    if (training)
+      bnorm::staged::forward_training(xw, weight, bias, eps, yw);
+    else
+      bnorm::staged::forward_inference(xw, weight, bias, running_mean, running_var, eps, yw);
+    return dot(dy, y);
+  };
+
+  bnorm::BatchNorm2d<double> bn(C, {eps, 0.1, true, true, variant});
+  bn.weight() = weight;
+  bn.bias() = bias;
+  bn.running_mean() = running_mean;
+  bn.running_var() = running_var;
+  bn.train(training);
+  Eigen::Tensor<double, 1> dx(count(kShape));
+  const auto saved = bn.forward({x.data(), N, C, H, W}, {y.data(), N, C, H, W});
+  bn.backward(saved, {dy.data(), N, C, H, W}, {dx.data(), N, C, H, W});
+  const Array dweight = bn.weight_grad(), dbias = bn.bias_grad();
+
+  expect_matches_finite_differences(x, dx, forward_loss, "dx");
+  expect_matches_finite_differences(weight, dweight, forward_loss, "dweight");
+  expect_matches_finite_differences(bias, dbias, forward_loss, "dbias");
+}
+
+INSTANTIATE_TEST_SUITE_P(TrainAndEval, WholeOp,
+                         ::testing::Combine(::testing::Bool(),
+                                            ::testing::Values(bnorm::Variant::staged,
+                                                              bnorm::Variant::fused)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "train" : "eval") + "_" +
+                                  (std::get<1>(info.param) == bnorm::Variant::staged ? "staged"
+                                                                                     : "fused");
+                         });
+
+}  // namespace
+}  // namespace bnorm_test
