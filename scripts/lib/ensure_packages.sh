@@ -1,0 +1,14 @@
+# Sourced by the scripts: ensure_packages PKG... installs the Debian packages that are missing.
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+BNORM_BUILD_PACKAGES=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev)
