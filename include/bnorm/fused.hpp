@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "config.hpp"
 #include "detail/checks.hpp"
@@ -130,6 +131,17 @@ void channel_grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy,
       x, dy, dx);
 }
 
+/// dx = k * (dy - sum_dy / M - (x - mean) * invstd^2 * sum_dy_xmu / M), k = weight * invstd,
+/// on channel c, given the channel's sums over the whole batch of `count` values.
+template <class T>
+void channel_backward_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c,
+                            double mean, double invstd, double weight, double sum_dy,
+                            double sum_dy_xmu, index_t count, const NCHWView<T>& dx) {
+  const double k = invstd * weight, inv_m = 1.0 / static_cast<double>(count);
+  channel_grad_input(x, dy, c, mean, k, sum_dy * inv_m, k * invstd * invstd * sum_dy_xmu * inv_m,
+                     dx);
+}
+
 /// dx = dy * k on channel c (eval backward: x does not enter, so a NaN in x stays out of dx).
 template <class T>
 void channel_scale(const NCHWView<const T>& dy, index_t c, double k, const NCHWView<T>& dx) {
@@ -221,10 +233,8 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
     const double mean = stats.mean[c], invstd = stats.invstd[c];
     double sum_dy, sum_dy_xmu;
     detail::channel_grad_sums(x, dy, c, mean, sum_dy, sum_dy_xmu);
-    const double k = invstd * detail::weight_at(weight, c), inv_m = 1.0 / static_cast<double>(m);
-    // dx = k * (dy - sum_dy/M - (x - mean) * invstd^2 * sum_dy_xmu / M)
-    detail::channel_grad_input(x, dy, c, mean, k, sum_dy * inv_m,
-                               k * invstd * invstd * sum_dy_xmu * inv_m, dx);
+    detail::channel_backward_input(x, dy, c, mean, invstd, detail::weight_at(weight, c), sum_dy,
+                                   sum_dy_xmu, m, dx);
     if (affine) {
       dweight[c] = static_cast<T>(sum_dy_xmu * invstd);
       dbias[c] = static_cast<T>(sum_dy);
@@ -262,6 +272,143 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
     }
     detail::channel_scale(dy, c, invstd * detail::weight_at(weight, c), dx);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Split API: the pieces of training forward and backward for a batch spread over several
+// processes, usable with any communication layer. One step on each part of the batch:
+//   local = local_statistics(x_part)                    -> exchange (count, mean, m2) per channel
+//   global = merge_statistics(all parts, in a fixed order), stats = finalize(global, eps)
+//   normalize(x_part, stats, weight, bias, y_part)
+//   sums = local_gradient_sums(x_part, dy_part, stats)  -> all-reduce (sum_dy, sum_dy_xmu)
+//   backward_input(x_part, dy_part, weight, stats, global sums, dx_part)
+//   dweight = parameter_gradients(...) from the global (or local) sums
+// forward_training and backward above run the same per-channel kernels on one process.
+// ---------------------------------------------------------------------------------------------
+
+/// Per-channel statistics of one part of a batch: count, mean and M2 = sum (x - mean)^2.
+struct LocalStatistics {
+  index_t count = 0;    ///< values per channel in this part, N*H*W
+  Eigen::ArrayXd mean;  ///< (1/count) sum x; 0 when count == 0
+  Eigen::ArrayXd m2;    ///< sum (x - mean)^2, two-pass; 0 when count == 0
+};
+
+/// Two-pass (mean, then M2) statistics of x, per channel, accumulated in double.
+template <class T>
+LocalStatistics local_statistics(NCHWView<const T> x) {
+  const index_t channels = x.c();
+  LocalStatistics s{x.n() * x.h() * x.w(), Eigen::ArrayXd::Zero(channels),
+                    Eigen::ArrayXd::Zero(channels)};
+  if (s.count == 0) return s;
+  bnorm::detail::parallel_for(
+      channels, [&](index_t c) { detail::channel_statistics(x, c, s.mean[c], s.m2[c]); });
+  return s;
+}
+
+/// Merges parts' statistics into those of their union, left to right, by Chan et al.'s
+/// pairwise formula: with delta = mean_b - mean_a and n = n_a + n_b,
+///   mean = mean_a + delta * n_b / n,   M2 = M2_a + M2_b + delta^2 * n_a * n_b / n.
+/// Parts with count 0 are skipped. The fixed order makes the result the same bits wherever it
+/// is computed. All parts must have the same number of channels.
+inline LocalStatistics merge_statistics(const std::vector<LocalStatistics>& parts) {
+  bnorm::detail::require(!parts.empty(), "merge_statistics needs at least one part, got 0");
+  const Eigen::Index channels = parts.front().mean.size();
+  LocalStatistics total{0, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels)};
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    const LocalStatistics& b = parts[p];
+    bnorm::detail::require(b.mean.size() == channels && b.m2.size() == channels, "part ", p,
+                           " has ", b.mean.size(), " channels, expected ", channels);
+    bnorm::detail::require(b.count >= 0, "part ", p, " has count ", b.count, ", expected >= 0");
+    if (b.count == 0) continue;
+    const double na = static_cast<double>(total.count), nb = static_cast<double>(b.count);
+    const double n = na + nb;
+    const Eigen::ArrayXd delta = b.mean - total.mean;
+    total.mean += delta * (nb / n);
+    total.m2 += b.m2 + delta.square() * (na * nb / n);
+    total.count += b.count;
+  }
+  return total;
+}
+
+/// Batch statistics from merged ones: var = M2 / count (biased), invstd = 1 / sqrt(var + eps).
+/// count must be > 1, as in training.
+inline BatchStatistics finalize(const LocalStatistics& s, double eps) {
+  bnorm::detail::check_eps(eps);
+  bnorm::detail::require(s.count > 1,
+                         "Expected more than 1 value per channel when training, got a total of ",
+                         s.count);
+  const Eigen::ArrayXd var = s.m2 / static_cast<double>(s.count);
+  return {s.count, s.mean, var, (var + eps).rsqrt()};
+}
+
+/// y = (x - stats.mean) * stats.invstd * weight + bias with given (e.g. global) statistics.
+template <class T>
+void normalize(NCHWView<const T> x, const BatchStatistics& stats,
+               const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+               const Eigen::Array<T, Eigen::Dynamic, 1>& bias, NCHWView<T> y) {
+  bnorm::detail::check_forward_args(x, weight, bias, 0.0, y);
+  bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
+  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
+    detail::channel_normalise(x, c, stats.mean[c], stats.invstd[c] * detail::weight_at(weight, c),
+                              detail::bias_at(bias, c), y);
+  });
+}
+
+/// Per-channel backward reductions of one part: sum dy and sum dy * (x - mean), in double.
+struct GradientSums {
+  Eigen::ArrayXd sum_dy;      ///< sum dy
+  Eigen::ArrayXd sum_dy_xmu;  ///< sum dy * (x - mean), mean the (global) batch mean
+};
+
+/// The backward reductions of a part of the batch, centred on stats.mean.
+template <class T>
+GradientSums local_gradient_sums(NCHWView<const T> x, NCHWView<const T> dy,
+                                 const BatchStatistics& stats) {
+  bnorm::detail::check_same_shape("dy", dy, "x", x);
+  bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
+  GradientSums g{Eigen::ArrayXd::Zero(x.c()), Eigen::ArrayXd::Zero(x.c())};
+  if (x.size() == 0) return g;
+  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
+    detail::channel_grad_sums(x, dy, c, stats.mean[c], g.sum_dy[c], g.sum_dy_xmu[c]);
+  });
+  return g;
+}
+
+/// dx of a part of the batch from the whole batch's statistics and sums:
+///   dx = weight * invstd * (dy - sum_dy / M - (x - mean) * invstd^2 * sum_dy_xmu / M),
+/// with M = stats.count, the whole batch's values per channel.
+template <class T>
+void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
+                    const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
+                    const GradientSums& sums, NCHWView<T> dx) {
+  bnorm::detail::check_backward_args(x, dy, weight, dx);
+  bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("sums.sum_dy", sums.sum_dy.size(), x.c(), "the channels of x");
+  bnorm::detail::check_size("sums.sum_dy_xmu", sums.sum_dy_xmu.size(), x.c(), "the channels of x");
+  bnorm::detail::require(stats.count > 0 || x.size() == 0, "stats.count is ", stats.count,
+                         ", expected > 0");
+  if (x.size() == 0) return;
+  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
+    detail::channel_backward_input(x, dy, c, stats.mean[c], stats.invstd[c],
+                                   detail::weight_at(weight, c), sums.sum_dy[c], sums.sum_dy_xmu[c],
+                                   stats.count, dx);
+  });
+}
+
+/// dweight = sum_dy_xmu * invstd and dbias = sum_dy (size 0 when `affine` is false).
+template <class T>
+void parameter_gradients(const BatchStatistics& stats, const GradientSums& sums, bool affine,
+                         Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                         Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  if (!affine) {
+    dweight.resize(0);
+    dbias.resize(0);
+    return;
+  }
+  dweight = (sums.sum_dy_xmu * stats.invstd).template cast<T>();
+  dbias = sums.sum_dy.template cast<T>();
 }
 
 }  // namespace bnorm::fused
