@@ -1,6 +1,6 @@
 /// @file fused.hpp
 /// @brief The fused variant: per-channel statistics and normalisation in consecutive sweeps,
-/// and the closed-form backward.
+/// and the closed-form backward. The kernels are in detail/fused_kernels.hpp.
 ///
 /// Notation, per channel c, over the M = N*H*W values x_i of that channel:
 ///   mean = (1/M) sum_i x_i,   var = (1/M) sum_i (x_i - mean)^2   (biased),
@@ -8,6 +8,11 @@
 ///   y_i = weight * xhat_i + bias.
 /// With weight and bias of size 0 (affine = false), y_i = xhat_i and there are no parameter
 /// gradients.
+///
+/// Aliasing: an output view (y, dx) must have a unique layout and either share no element with
+/// an input view or be exactly the same view (in place: y may be x, dx may be dy or x), with the
+/// same results as out of place; partial overlaps throw (rules in detail/checks.hpp). After an
+/// in-place forward_training x holds y, so it can no longer be passed to backward.
 #pragma once
 
 #include <Eigen/Core>
@@ -17,9 +22,7 @@
 
 #include "config.hpp"
 #include "detail/checks.hpp"
-#include "detail/lane_sum.hpp"
-#include "detail/parallel.hpp"
-#include "detail/rows.hpp"
+#include "detail/fused_kernels.hpp"
 #include "nchw_view.hpp"
 
 namespace bnorm::fused {
@@ -33,137 +36,44 @@ struct BatchStatistics {
 };
 
 namespace detail {
-using bnorm::detail::LaneSum;
-using bnorm::detail::Row;
+using bnorm::detail::Moments;
+using bnorm::detail::Plan;
 
-/// x - mean in T with the mean carried in more than T's precision: mean = hi + lo with
-/// hi = T(mean) and lo = T(mean - hi), and (x - hi) - lo. For x near the mean, x - hi is exact
-/// (Sterbenz), so the centred value keeps its accuracy however large the mean is.
 template <class T>
-struct Centre {
-  T hi, lo;
-  explicit Centre(double mean)
-      : hi(static_cast<T>(mean)), lo(static_cast<T>(mean - static_cast<double>(hi))) {}
-  T operator()(T x) const { return (x - hi) - lo; }
+double weight_at(const Eigen::Array<T, Eigen::Dynamic, 1>& weight, index_t c) {
+  return weight.size() == 0 ? 1.0 : static_cast<double>(weight[c]);
+}
+template <class T>
+double bias_at(const Eigen::Array<T, Eigen::Dynamic, 1>& bias, index_t c) {
+  return bias.size() == 0 ? 0.0 : static_cast<double>(bias[c]);
+}
+
+/// Backward constants of channel c from the whole batch's statistics and sums:
+///   dx = (dy - shift) * k - (x - mean) * kc,  k = weight * invstd,  shift = sum_dy / M,
+///   kc = k * invstd^2 * sum_dy_xmu / M.
+inline void backward_constants(double invstd, double weight, double sum_dy, double sum_dy_xmu,
+                               index_t count, double& k, double& shift, double& kc) {
+  const double inv_m = 1.0 / static_cast<double>(count);
+  k = invstd * weight;
+  shift = sum_dy * inv_m;
+  kc = k * invstd * invstd * sum_dy_xmu * inv_m;
+}
+
+/// Per-channel scratch of one call: the constants each pass reads.
+struct Scratch {
+  Eigen::ArrayXd a, b, c, d;
+  explicit Scratch(index_t channels) : a(Eigen::ArrayXd::Zero(channels)), b(a), c(a), d(a) {}
 };
-
-template <class T>
-T weight_at(const Eigen::Array<T, Eigen::Dynamic, 1>& weight, index_t c) {
-  return weight.size() == 0 ? T(1) : weight[c];
-}
-template <class T>
-T bias_at(const Eigen::Array<T, Eigen::Dynamic, 1>& bias, index_t c) {
-  return bias.size() == 0 ? T(0) : bias[c];
-}
-
-/// Two-pass statistics of channel c: the mean, then the sum of squared deviations from it.
-template <class T>
-void channel_statistics(const NCHWView<const T>& x, index_t c, double& mean, double& m2) {
-  const auto m = static_cast<double>(x.n() * x.h() * x.w());
-  LaneSum sum;
-  bnorm::detail::for_each_row(
-      c,
-      [&](auto xr, index_t len) {
-        sum.add(len, [&](index_t i) { return static_cast<double>(xr[i]); });
-      },
-      x);
-  mean = m > 0 ? sum.total() / m : 0.0;
-  LaneSum sq;
-  bnorm::detail::for_each_row(
-      c,
-      [&](auto xr, index_t len) {
-        // sq += (x - mean)^2, in double
-        sq.add(len, [&](index_t i) {
-          const double d = static_cast<double>(xr[i]) - mean;
-          return d * d;
-        });
-      },
-      x);
-  m2 = sq.total();
-}
-
-/// y = (x - mean) * scale + shift on channel c, centred in more than T's precision.
-template <class T>
-void channel_normalise(const NCHWView<const T>& x, index_t c, double mean, double scale,
-                       double shift, const NCHWView<T>& y) {
-  const Centre<T> centre(mean);
-  const T a = static_cast<T>(scale), b = static_cast<T>(shift);
-  bnorm::detail::for_each_row(
-      c,
-      [&](auto xr, auto yr, index_t len) {
-        // y = ((x - hi) - lo) * a + b
-        for (index_t i = 0; i < len; ++i) yr[i] = centre(xr[i]) * a + b;
-      },
-      x, y);
-}
-
-/// sum dy and sum dy * (x - mean) over channel c, in double.
-template <class T>
-void channel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c,
-                       double mean, double& sum_dy, double& sum_dy_xmu) {
-  LaneSum s_dy, s_dy_xmu;
-  bnorm::detail::for_each_row(
-      c,
-      [&](auto xr, auto dyr, index_t len) {
-        // sum_dy += dy;  sum_dy_xmu += dy * (x - mean), in double
-        s_dy.add(len, [&](index_t i) { return static_cast<double>(dyr[i]); });
-        s_dy_xmu.add(len, [&](index_t i) {
-          return static_cast<double>(dyr[i]) * (static_cast<double>(xr[i]) - mean);
-        });
-      },
-      x, dy);
-  sum_dy = s_dy.total();
-  sum_dy_xmu = s_dy_xmu.total();
-}
-
-/// dx = (dy - dy_shift) * k - (x - mean) * kc on channel c.
-template <class T>
-void channel_grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c,
-                        double mean, double k, double dy_shift, double kc, const NCHWView<T>& dx) {
-  const Centre<T> centre(mean);
-  const T tk = static_cast<T>(k), tshift = static_cast<T>(dy_shift), tkc = static_cast<T>(kc);
-  bnorm::detail::for_each_row(
-      c,
-      [&](auto xr, auto dyr, auto dxr, index_t len) {
-        // dx = (dy - dy_shift) * k - ((x - hi) - lo) * kc
-        for (index_t i = 0; i < len; ++i) dxr[i] = (dyr[i] - tshift) * tk - centre(xr[i]) * tkc;
-      },
-      x, dy, dx);
-}
-
-/// dx = k * (dy - sum_dy / M - (x - mean) * invstd^2 * sum_dy_xmu / M), k = weight * invstd,
-/// on channel c, given the channel's sums over the whole batch of `count` values.
-template <class T>
-void channel_backward_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c,
-                            double mean, double invstd, double weight, double sum_dy,
-                            double sum_dy_xmu, index_t count, const NCHWView<T>& dx) {
-  const double k = invstd * weight, inv_m = 1.0 / static_cast<double>(count);
-  channel_grad_input(x, dy, c, mean, k, sum_dy * inv_m, k * invstd * invstd * sum_dy_xmu * inv_m,
-                     dx);
-}
-
-/// dx = dy * k on channel c (eval backward: x does not enter, so a NaN in x stays out of dx).
-template <class T>
-void channel_scale(const NCHWView<const T>& dy, index_t c, double k, const NCHWView<T>& dx) {
-  const T tk = static_cast<T>(k);
-  bnorm::detail::for_each_row(
-      c,
-      [&](auto dyr, auto dxr, index_t len) {
-        // dx = dy * k
-        for (index_t i = 0; i < len; ++i) dxr[i] = dyr[i] * tk;
-      },
-      dy, dx);
-}
-
 }  // namespace detail
 
 /// Training forward: batch statistics of x and y = (x - mean) * invstd * weight + bias.
 ///
-/// Each channel's statistics (two passes: mean, then sum (x - mean)^2, accumulated in double)
-/// and its normalisation run back to back, so the later passes read x from cache. weight and
-/// bias have C elements, or both 0 for affine = false. Throws bnorm::invalid_argument, before
-/// writing anything, when shapes or sizes disagree, eps is negative or NaN, or M == 1.
-/// M == 0 writes nothing and returns zero statistics.
+/// Statistics per channel: two passes (mean, then sum (x - mean)^2) over chunks of images that
+/// stay in L2, accumulated in double, chunks merged by Chan et al.'s formula in a fixed order;
+/// then the normalisation, right after the channel's statistics so x is read again from cache.
+/// weight and bias have C elements, or both 0 for affine = false. Throws
+/// bnorm::invalid_argument, before writing anything, when shapes or sizes disagree, eps is
+/// negative or NaN, or M == 1. M == 0 writes nothing and returns zero statistics.
 template <class T>
 BatchStatistics forward_training(NCHWView<const T> x,
                                  const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
@@ -174,17 +84,42 @@ BatchStatistics forward_training(NCHWView<const T> x,
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
   BatchStatistics s{m, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels),
                     Eigen::ArrayXd::Constant(channels, 1.0 / std::sqrt(eps))};
-  if (m == 0) return s;
-  bnorm::detail::parallel_for(channels, [&](index_t c) {
-    double mean, m2;
-    detail::channel_statistics(x, c, mean, m2);
-    const double var = m2 / static_cast<double>(m), invstd = 1.0 / std::sqrt(var + eps);
-    s.mean[c] = mean;
-    s.var[c] = var;
-    s.invstd[c] = invstd;
-    detail::channel_normalise(x, c, mean, invstd * detail::weight_at(weight, c),
-                              detail::bias_at(bias, c), y);
-  });
+  if (x.size() == 0) return s;  // M == 0 or C == 0 (N may still be huge)
+  const detail::Plan plan(x, sizeof(T));
+  detail::Scratch k(channels);  // a: scale = invstd * weight, b: shift = bias
+  std::vector<detail::Moments> moments(static_cast<std::size_t>(channels));
+  auto finish = [&](index_t c) {
+    const detail::Moments& mo = moments[static_cast<std::size_t>(c)];
+    s.mean[c] = mo.mean;
+    s.var[c] = mo.m2 / mo.count;
+    s.invstd[c] = 1.0 / std::sqrt(s.var[c] + eps);
+    k.a[c] = s.invstd[c] * detail::weight_at(weight, c);
+    k.b[c] = detail::bias_at(bias, c);
+  };
+  if (plan.blocks_fill_threads()) {
+    // Each block: statistics chunk by chunk, then its normalisation while x is in cache.
+    bnorm::detail::parallel_for(plan.blocks, [&](index_t b) {
+      const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
+      detail::Moments part[detail::Plan::kMaxBlock];
+      for (index_t c = c0; c < c1; ++c) moments[static_cast<std::size_t>(c)] = {};
+      for (index_t ch = 0; ch < plan.chunks; ++ch) {
+        bnorm::detail::chunk_moments(x, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch), part);
+        for (index_t c = c0; c < c1; ++c) moments[static_cast<std::size_t>(c)].merge(part[c - c0]);
+      }
+      for (index_t c = c0; c < c1; ++c) finish(c);
+      bnorm::detail::normalise(x, y, c0, c1, index_t{0}, x.n(), s.mean.data(), k.a.data(),
+                               k.b.data(), plan.stream);
+    });
+  } else {
+    // Fewer blocks than threads: spread the chunks of each pass instead (same arithmetic).
+    bnorm::detail::channel_moments(x, plan, moments.data());
+    for (index_t c = 0; c < channels; ++c) finish(c);
+    bnorm::detail::for_each_elementwise_piece(
+        plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+          bnorm::detail::normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(),
+                                   plan.stream);
+        });
+  }
   return s;
 }
 
@@ -201,25 +136,35 @@ void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
-  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
-    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    detail::channel_normalise(x, c, static_cast<double>(running_mean[c]),
-                              invstd * detail::weight_at(weight, c), detail::bias_at(bias, c), y);
+  if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
+  const detail::Plan plan(x, sizeof(T));
+  detail::Scratch k(x.c());  // a: mean, b: scale = invstd * weight, c: shift = bias
+  for (index_t c = 0; c < x.c(); ++c) {
+    k.a[c] = static_cast<double>(running_mean[c]);
+    k.b[c] = detail::weight_at(weight, c) / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    k.c[c] = detail::bias_at(bias, c);
+  }
+  bnorm::detail::for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0,
+                                                      index_t n1) {
+    bnorm::detail::normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream);
   });
 }
 
 /// Training backward, closed form. With g = dy, per channel:
 ///   dbias = sum g,   dweight = sum g * xhat,
 ///   dx = weight * invstd / M * (M * g - sum g - xhat * sum(g * xhat)).
-/// `stats` are those forward_training returned for the same x. dweight and dbias are resized
-/// to C, or to 0 when weight is empty (affine = false). Throws bnorm::invalid_argument, before
-/// writing anything, when shapes or sizes disagree.
+/// `stats` are those forward_training returned for the same x. The sums are accumulated in
+/// double over chunks added in a fixed order; each block's dx pass follows its sums while x and
+/// dy are in cache. dweight and dbias are resized to C, or to 0 when weight is empty
+/// (affine = false). Throws bnorm::invalid_argument, before writing anything, when shapes or
+/// sizes disagree.
 template <class T>
 void backward(NCHWView<const T> x, NCHWView<const T> dy,
               const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
               NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
               Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
   bnorm::detail::check_backward_args(x, dy, weight, dx);
+  bnorm::detail::check_gradient_arrays(weight, dweight, dbias);
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
   bnorm::detail::check_size("stats.mean", stats.mean.size(), channels, "the channels of x");
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), channels, "the channels of x");
@@ -228,18 +173,45 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
   const bool affine = weight.size() != 0;
   dweight.setZero(affine ? channels : 0);
   dbias.setZero(affine ? channels : 0);
-  if (m == 0) return;
-  bnorm::detail::parallel_for(channels, [&](index_t c) {
-    const double mean = stats.mean[c], invstd = stats.invstd[c];
-    double sum_dy, sum_dy_xmu;
-    detail::channel_grad_sums(x, dy, c, mean, sum_dy, sum_dy_xmu);
-    detail::channel_backward_input(x, dy, c, mean, invstd, detail::weight_at(weight, c), sum_dy,
-                                   sum_dy_xmu, m, dx);
-    if (affine) {
-      dweight[c] = static_cast<T>(sum_dy_xmu * invstd);
-      dbias[c] = static_cast<T>(sum_dy);
-    }
-  });
+  if (x.size() == 0) return;  // M == 0 or C == 0 (N may still be huge)
+  const detail::Plan plan(x, sizeof(T));
+  detail::Scratch k(channels);  // a: sum_dy, b: sum_dy_xmu, then a: k, c: shift, d: kc
+  Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
+  auto finish = [&](index_t c) {
+    sum_dy[c] = k.a[c];
+    sum_dy_xmu[c] = k.b[c];
+    detail::backward_constants(stats.invstd[c], detail::weight_at(weight, c), sum_dy[c],
+                               sum_dy_xmu[c], m, k.a[c], k.c[c], k.d[c]);
+  };
+  if (plan.blocks_fill_threads()) {
+    bnorm::detail::parallel_for(plan.blocks, [&](index_t b) {
+      const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
+      double part_dy[detail::Plan::kMaxBlock], part_dy_xmu[detail::Plan::kMaxBlock];
+      for (index_t ch = 0; ch < plan.chunks; ++ch) {
+        bnorm::detail::chunk_grad_sums(x, dy, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
+                                       stats.mean.data(), part_dy, part_dy_xmu);
+        for (index_t c = c0; c < c1; ++c) {
+          k.a[c] = (ch == 0 ? 0.0 : k.a[c]) + part_dy[c - c0];
+          k.b[c] = (ch == 0 ? 0.0 : k.b[c]) + part_dy_xmu[c - c0];
+        }
+      }
+      for (index_t c = c0; c < c1; ++c) finish(c);
+      bnorm::detail::grad_input(x, dy, dx, c0, c1, index_t{0}, x.n(), stats.mean.data(), k.a.data(),
+                                k.c.data(), k.d.data(), plan.stream);
+    });
+  } else {
+    bnorm::detail::channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data());
+    for (index_t c = 0; c < channels; ++c) finish(c);
+    bnorm::detail::for_each_elementwise_piece(
+        plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+          bnorm::detail::grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(),
+                                    k.c.data(), k.d.data(), plan.stream);
+        });
+  }
+  if (affine) {
+    dweight = (sum_dy_xmu * stats.invstd).template cast<T>();
+    dbias = sum_dy.template cast<T>();
+  }
 }
 
 /// Eval backward with running statistics, which are constants of the forward:
@@ -254,6 +226,7 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
                         NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
                         Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
   bnorm::detail::check_backward_args(x, dy, weight, dx);
+  bnorm::detail::check_gradient_arrays(weight, dweight, dbias, &running_mean, &running_var);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
   bnorm::detail::check_eps(eps);
@@ -261,17 +234,24 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
   const bool affine = weight.size() != 0;
   dweight.setZero(affine ? channels : 0);
   dbias.setZero(affine ? channels : 0);
-  bnorm::detail::parallel_for(channels, [&](index_t c) {
-    const double mean = static_cast<double>(running_mean[c]);
-    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    if (affine) {
-      double sum_dy, sum_dy_xmu;
-      detail::channel_grad_sums(x, dy, c, mean, sum_dy, sum_dy_xmu);
-      dweight[c] = static_cast<T>(sum_dy_xmu * invstd);
-      dbias[c] = static_cast<T>(sum_dy);
-    }
-    detail::channel_scale(dy, c, invstd * detail::weight_at(weight, c), dx);
-  });
+  if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
+  const detail::Plan plan(x, sizeof(T));
+  detail::Scratch k(channels);  // a: mean, b: invstd, c: k = weight * invstd
+  for (index_t c = 0; c < channels; ++c) {
+    k.a[c] = static_cast<double>(running_mean[c]);
+    k.b[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    k.c[c] = k.b[c] * detail::weight_at(weight, c);
+  }
+  if (affine) {
+    Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
+    bnorm::detail::channel_grad_sums(x, dy, plan, k.a.data(), sum_dy.data(), sum_dy_xmu.data());
+    dweight = (sum_dy_xmu * k.b).template cast<T>();
+    dbias = sum_dy.template cast<T>();
+  }
+  bnorm::detail::for_each_elementwise_piece(
+      plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+        bnorm::detail::scale_rows(dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream);
+      });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,28 +260,33 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
 //   local = local_statistics(x_part)                    -> exchange (count, mean, m2) per channel
 //   global = merge_statistics(all parts, in a fixed order), stats = finalize(global, eps)
 //   normalize(x_part, stats, weight, bias, y_part)
-//   sums = local_gradient_sums(x_part, dy_part, stats)  -> all-reduce (sum_dy, sum_dy_xmu)
+//   sums = local_gradient_sums(x_part, dy_part, stats)  -> exchange and add (sum_dy, sum_dy_xmu)
 //   backward_input(x_part, dy_part, weight, stats, global sums, dx_part)
-//   dweight = parameter_gradients(...) from the global (or local) sums
-// forward_training and backward above run the same per-channel kernels on one process.
+//   parameter_gradients(stats, sums, affine, dweight, dbias)
+// forward_training and backward above run the same kernels on one process.
 // ---------------------------------------------------------------------------------------------
 
 /// Per-channel statistics of one part of a batch: count, mean and M2 = sum (x - mean)^2.
 struct LocalStatistics {
   index_t count = 0;    ///< values per channel in this part, N*H*W
   Eigen::ArrayXd mean;  ///< (1/count) sum x; 0 when count == 0
-  Eigen::ArrayXd m2;    ///< sum (x - mean)^2, two-pass; 0 when count == 0
+  Eigen::ArrayXd m2;    ///< sum (x - mean)^2; 0 when count == 0
 };
 
-/// Two-pass (mean, then M2) statistics of x, per channel, accumulated in double.
+/// Statistics of x per channel, computed exactly as forward_training computes them.
 template <class T>
 LocalStatistics local_statistics(NCHWView<const T> x) {
   const index_t channels = x.c();
   LocalStatistics s{x.n() * x.h() * x.w(), Eigen::ArrayXd::Zero(channels),
                     Eigen::ArrayXd::Zero(channels)};
   if (s.count == 0) return s;
-  bnorm::detail::parallel_for(
-      channels, [&](index_t c) { detail::channel_statistics(x, c, s.mean[c], s.m2[c]); });
+  const detail::Plan plan(x, sizeof(T));
+  std::vector<detail::Moments> moments(static_cast<std::size_t>(channels));
+  bnorm::detail::channel_moments(x, plan, moments.data());
+  for (index_t c = 0; c < channels; ++c) {
+    s.mean[c] = moments[static_cast<std::size_t>(c)].mean;
+    s.m2[c] = moments[static_cast<std::size_t>(c)].m2;
+  }
   return s;
 }
 
@@ -313,20 +298,21 @@ LocalStatistics local_statistics(NCHWView<const T> x) {
 inline LocalStatistics merge_statistics(const std::vector<LocalStatistics>& parts) {
   bnorm::detail::require(!parts.empty(), "merge_statistics needs at least one part, got 0");
   const Eigen::Index channels = parts.front().mean.size();
-  LocalStatistics total{0, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels)};
   for (std::size_t p = 0; p < parts.size(); ++p) {
     const LocalStatistics& b = parts[p];
     bnorm::detail::require(b.mean.size() == channels && b.m2.size() == channels, "part ", p,
                            " has ", b.mean.size(), " channels, expected ", channels);
     bnorm::detail::require(b.count >= 0, "part ", p, " has count ", b.count, ", expected >= 0");
-    if (b.count == 0) continue;
-    const double na = static_cast<double>(total.count), nb = static_cast<double>(b.count);
-    const double n = na + nb;
-    const Eigen::ArrayXd delta = b.mean - total.mean;
-    total.mean += delta * (nb / n);
-    total.m2 += b.m2 + delta.square() * (na * nb / n);
-    total.count += b.count;
   }
+  LocalStatistics total{0, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels)};
+  for (Eigen::Index c = 0; c < channels; ++c) {
+    detail::Moments m;
+    for (const LocalStatistics& b : parts)
+      m.merge({static_cast<double>(b.count), b.mean[c], b.m2[c]});
+    total.mean[c] = m.mean;
+    total.m2[c] = m.m2;
+  }
+  for (const LocalStatistics& b : parts) total.count += b.count;
   return total;
 }
 
@@ -349,10 +335,17 @@ void normalize(NCHWView<const T> x, const BatchStatistics& stats,
   bnorm::detail::check_forward_args(x, weight, bias, 0.0, y);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
-  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
-    detail::channel_normalise(x, c, stats.mean[c], stats.invstd[c] * detail::weight_at(weight, c),
-                              detail::bias_at(bias, c), y);
-  });
+  const detail::Plan plan(x, sizeof(T));
+  detail::Scratch k(x.c());  // a: scale = invstd * weight, b: shift = bias
+  for (index_t c = 0; c < x.c(); ++c) {
+    k.a[c] = stats.invstd[c] * detail::weight_at(weight, c);
+    k.b[c] = detail::bias_at(bias, c);
+  }
+  bnorm::detail::for_each_elementwise_piece(
+      plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+        bnorm::detail::normalise(x, y, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(),
+                                 plan.stream);
+      });
 }
 
 /// Per-channel backward reductions of one part: sum dy and sum dy * (x - mean), in double.
@@ -361,7 +354,8 @@ struct GradientSums {
   Eigen::ArrayXd sum_dy_xmu;  ///< sum dy * (x - mean), mean the (global) batch mean
 };
 
-/// The backward reductions of a part of the batch, centred on stats.mean.
+/// The backward reductions of a part of the batch, centred on stats.mean, computed exactly as
+/// backward computes them.
 template <class T>
 GradientSums local_gradient_sums(NCHWView<const T> x, NCHWView<const T> dy,
                                  const BatchStatistics& stats) {
@@ -369,9 +363,9 @@ GradientSums local_gradient_sums(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
   GradientSums g{Eigen::ArrayXd::Zero(x.c()), Eigen::ArrayXd::Zero(x.c())};
   if (x.size() == 0) return g;
-  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
-    detail::channel_grad_sums(x, dy, c, stats.mean[c], g.sum_dy[c], g.sum_dy_xmu[c]);
-  });
+  const detail::Plan plan(x, sizeof(T));
+  bnorm::detail::channel_grad_sums(x, dy, plan, stats.mean.data(), g.sum_dy.data(),
+                                   g.sum_dy_xmu.data());
   return g;
 }
 
@@ -390,11 +384,16 @@ void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::require(stats.count > 0 || x.size() == 0, "stats.count is ", stats.count,
                          ", expected > 0");
   if (x.size() == 0) return;
-  bnorm::detail::parallel_for(x.c(), [&](index_t c) {
-    detail::channel_backward_input(x, dy, c, stats.mean[c], stats.invstd[c],
-                                   detail::weight_at(weight, c), sums.sum_dy[c], sums.sum_dy_xmu[c],
-                                   stats.count, dx);
-  });
+  const detail::Plan plan(x, sizeof(T));
+  detail::Scratch k(x.c());  // a: k, b: shift, c: kc
+  for (index_t c = 0; c < x.c(); ++c)
+    detail::backward_constants(stats.invstd[c], detail::weight_at(weight, c), sums.sum_dy[c],
+                               sums.sum_dy_xmu[c], stats.count, k.a[c], k.b[c], k.c[c]);
+  bnorm::detail::for_each_elementwise_piece(
+      plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+        bnorm::detail::grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(),
+                                  k.b.data(), k.c.data(), plan.stream);
+      });
 }
 
 /// dweight = sum_dy_xmu * invstd and dbias = sum_dy (size 0 when `affine` is false).

@@ -10,6 +10,15 @@
 
 namespace bnorm::detail {
 
+/// Threads a parallel_for may use: OpenMP's limit, or 1 without OpenMP.
+inline index_t max_threads() {
+#if defined(_OPENMP)
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 /// Calls f(i) for i in [0, count). Items must be independent: each writes only its own outputs,
 /// so the result never depends on how items are spread over threads.
 template <class F>

@@ -1,8 +1,7 @@
 /// @file detail/rows.hpp
-/// @brief Walks one channel of several same-shape views as a sequence of strided rows.
+/// @brief Walks the (n, c) planes of several same-shape views as strided rows.
 #pragma once
 
-#include <tuple>
 #include <type_traits>
 
 #include "../nchw_view.hpp"
@@ -18,29 +17,41 @@ struct Row {
   T& operator[](index_t i) const { return Unit ? p[i] : p[i * s]; }
 };
 
-/// Calls f(row_of_view0, row_of_view1, ..., len) for every row of channel c, in a fixed order
-/// (n, then h). A row is a W-line, or a whole H*W plane when every view stores its planes
-/// contiguously. When every row has stride 1, the rows are Row<T, true>. All views must have
-/// the same extents.
-template <class F, class V0, class... V>
-void for_each_row(index_t c, const F& f, const V0& v0, const V&... v) {
-  const index_t n_images = v0.n(), h = v0.h(), w = v0.w();
-  const bool whole_plane = (h == 1 || v0.stride(2) == w * v0.stride(3)) &&
-                           ((h == 1 || v.stride(2) == w * v.stride(3)) && ...);
-  const index_t len = whole_plane ? h * w : w, rows = whole_plane ? 1 : h;
-  const bool unit = len <= 1 || (v0.stride(3) == 1 && ((v.stride(3) == 1) && ...));
-  auto walk = [&](auto unit_tag) {
-    constexpr bool U = decltype(unit_tag)::value;
-    for (index_t n = 0; n < n_images; ++n)
-      for (index_t r = 0; r < rows; ++r)
-        f(Row<typename V0::element_type, U>{&v0(n, c, r, 0), v0.stride(3)},
-          Row<typename V::element_type, U>{&v(n, c, r, 0), v.stride(3)}..., len);
-  };
-  if (len == 0) return;
-  if (unit)
-    walk(std::true_type{});
+/// How each (n, c) plane of a set of same-shape views splits into rows: the whole H*W plane is
+/// one row when every view stores its planes contiguously (NCHW), otherwise each W-line is a
+/// row. `unit` when every row has stride 1.
+struct RowLayout {
+  index_t len = 0, rows = 0;
+  bool unit = true;
+
+  template <class V0, class... V>
+  explicit RowLayout(const V0& v0, const V&... v) {
+    const index_t h = v0.h(), w = v0.w();
+    const bool whole_plane = (h == 1 || v0.stride(2) == w * v0.stride(3)) &&
+                             ((h == 1 || v.stride(2) == w * v.stride(3)) && ...);
+    len = whole_plane ? h * w : w;
+    rows = whole_plane ? (len > 0 ? 1 : 0) : h;
+    unit = len <= 1 || (v0.stride(3) == 1 && ((v.stride(3) == 1) && ...));
+  }
+};
+
+/// Calls f(std::true_type{}) when the layout has unit rows, else f(std::false_type{}), so a
+/// kernel is compiled once for contiguous rows and once for strided ones.
+template <class F>
+void with_unit_rows(const RowLayout& layout, const F& f) {
+  if (layout.unit)
+    f(std::true_type{});
   else
-    walk(std::false_type{});
+    f(std::false_type{});
+}
+
+/// Calls f(row_of_view0, row_of_view1, ..., len) for each row of plane (n, c), in h order.
+template <bool Unit, class F, class V0, class... V>
+void for_each_row(const RowLayout& layout, index_t n, index_t c, const F& f, const V0& v0,
+                  const V&... v) {
+  for (index_t r = 0; r < layout.rows; ++r)
+    f(Row<typename V0::element_type, Unit>{&v0(n, c, r, 0), v0.stride(3)},
+      Row<typename V::element_type, Unit>{&v(n, c, r, 0), v.stride(3)}..., layout.len);
 }
 
 }  // namespace bnorm::detail

@@ -1,0 +1,341 @@
+/// @file detail/fused_kernels.hpp
+/// @brief The fused variant's per-block kernels and the plan that cuts a shape into work.
+///
+/// Arithmetic is fixed by the shape alone: a channel's values are cut into chunks of whole
+/// images (Plan::images_per_chunk); each chunk is reduced with LaneSum in (n, h, w) order; chunk
+/// results are combined left to right. Which thread does which block or chunk, and whether a
+/// block's passes run back to back, changes only the order of independent work, never a bit.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "../nchw_view.hpp"
+#include "lane_sum.hpp"
+#include "parallel.hpp"
+#include "rows.hpp"
+#include "stream.hpp"
+
+namespace bnorm::detail {
+
+/// x - mean in T with the mean carried in more than T's precision: mean = hi + lo with
+/// hi = T(mean) and lo = T(mean - hi), and (x - hi) - lo. For x near the mean, x - hi is exact
+/// (Sterbenz), so the centred value keeps its accuracy however large the mean is; the form
+/// x * alpha + beta with beta = -mean * alpha would cancel catastrophically instead.
+template <class T>
+struct Centre {
+  T hi, lo;
+  explicit Centre(double mean)
+      : hi(static_cast<T>(mean)), lo(static_cast<T>(mean - static_cast<double>(hi))) {}
+  T operator()(T x) const { return (x - hi) - lo; }
+};
+
+/// Count, mean and M2 = sum (x - mean)^2 of some values of one channel.
+struct Moments {
+  double count = 0, mean = 0, m2 = 0;
+
+  /// Chan et al.'s pairwise update: *this becomes the moments of the union with b.
+  ///   delta = mean_b - mean_a,  mean = mean_a + delta * n_b / n,
+  ///   M2 = M2_a + M2_b + delta^2 * n_a * n_b / n.
+  void merge(const Moments& b) {
+    if (b.count == 0) return;
+    const double n = count + b.count, delta = b.mean - mean;
+    mean += delta * (b.count / n);
+    m2 += b.m2 + delta * delta * (count * b.count / n);
+    count = n;
+  }
+};
+
+/// How a shape is cut into work.
+struct Plan {
+  /// Values per chunk: a chunk's x (and dy) stays in L2 between its two passes.
+  static constexpr index_t kChunkValues = 65536;
+  /// At most this many channels are processed together (accumulators live on the stack).
+  static constexpr index_t kMaxBlock = 64;
+
+  index_t images = 0, channels = 0;
+  index_t images_per_chunk = 1, chunks = 0;  // the arithmetic: chunks of whole images
+  index_t block = 1, blocks = 0;             // channels processed together: locality only
+  bool stream = false;                       // non-temporal output stores
+
+  template <class T>
+  Plan(const NCHWView<T>& x, std::size_t element_size) : images(x.n()), channels(x.c()) {
+    const index_t plane = std::max<index_t>(x.h() * x.w(), 1);
+    images_per_chunk = std::clamp<index_t>(kChunkValues / plane, 1, std::max<index_t>(images, 1));
+    chunks = (images + images_per_chunk - 1) / images_per_chunk;
+    // Small planes: whole channels are short, so walk several at once in (n, c) order and the
+    // memory is read in long runs instead of one short plane per image.
+    if (chunks == 1)
+      block = std::clamp<index_t>(kChunkValues / std::max<index_t>(images * plane, 1), 1,
+                                  std::min(kMaxBlock, std::max<index_t>(channels, 1)));
+    blocks = (channels + block - 1) / block;
+    stream = static_cast<std::size_t>(x.size()) * element_size >= kStreamingBytes;
+  }
+
+  index_t block_begin(index_t b) const { return b * block; }
+  index_t block_end(index_t b) const { return std::min(channels, (b + 1) * block); }
+  index_t chunk_begin(index_t k) const { return k * images_per_chunk; }
+  index_t chunk_end(index_t k) const { return std::min(images, (k + 1) * images_per_chunk); }
+  /// Enough blocks to keep every thread busy: run each block's passes back to back. Otherwise
+  /// the caller spreads (block, chunk) items over the threads pass by pass.
+  bool blocks_fill_threads() const { return blocks >= max_threads(); }
+};
+
+/// Asks for the `count` values at p ahead of their use: a short run of one image, whose
+/// successor the hardware prefetchers do not find: it is in the next image.
+template <class T>
+void prefetch_run(const T* p, index_t count) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (index_t i = 0; i < count * static_cast<index_t>(sizeof(T)); i += 64)
+    __builtin_prefetch(b + i, std::is_const_v<T> ? 0 : 1, 2);
+}
+
+/// How many images ahead to prefetch when each image contributes `run_bytes`: about 64 KiB in
+/// flight, enough to cover the memory latency of short runs.
+inline index_t prefetch_distance(index_t run_bytes) {
+  return std::clamp<index_t>(65536 / std::max<index_t>(run_bytes, 1), 1, 16);
+}
+
+/// Calls f(m) for the images to prefetch while working on image n of [n0, n1): all of the
+/// first `ahead` at the start, then one image `ahead` further on.
+template <class F>
+void prefetch_images(index_t n, index_t n0, index_t n1, index_t ahead, const F& f) {
+  if (n == n0) {
+    for (index_t m = n0 + 1; m < std::min(n1, n0 + 1 + ahead); ++m) f(m);
+  } else if (n + ahead < n1) {
+    f(n + ahead);
+  }
+}
+
+/// Asks for plane (n, c) of v ahead of its use, when the plane is one short contiguous row: the
+/// hardware prefetchers do not follow the jump from one image's planes to the next image's.
+template <class V>
+void prefetch_plane(const RowLayout& layout, const V& v, index_t n, index_t c) {
+  prefetch_run(&v(n, c, 0, 0), layout.len);
+}
+
+/// Calls f(c, rows..., len) for every row of channels [c0, c1) and images [n0, n1), in
+/// (n, c, h) order: consecutive channels of an image are adjacent in NCHW memory. When planes
+/// are short contiguous rows it prefetches the same planes a few images ahead.
+template <bool Unit, class F, class V0, class... V>
+void for_each_block_row(const RowLayout& layout, index_t c0, index_t c1, index_t n0, index_t n1,
+                        const F& f, const V0& v0, const V&... v) {
+  constexpr index_t kShort = 4096;
+  const index_t plane_bytes = layout.len * static_cast<index_t>(sizeof(typename V0::element_type));
+  // Whole images in NCHW are one sequential run, which the hardware prefetchers follow.
+  const bool prefetch = Unit && layout.rows == 1 && plane_bytes <= kShort && c1 - c0 < v0.c();
+  const index_t ahead = prefetch_distance((c1 - c0) * plane_bytes);
+  for (index_t n = n0; n < n1; ++n)
+    for (index_t c = c0; c < c1; ++c) {
+      if (prefetch)
+        prefetch_images(n, n0, n1, ahead, [&](index_t m) {
+          prefetch_plane(layout, v0, m, c);
+          (prefetch_plane(layout, v, m, c), ...);
+        });
+      for_each_row<Unit>(
+          layout, n, c, [&](auto... rows) { f(c, rows...); }, v0, v...);
+    }
+}
+
+/// Two-pass moments of channels [c0, c1) over images [n0, n1): the mean, then the sum of
+/// squared deviations from it, both in double. out[c - c0] receives them.
+template <class T>
+void chunk_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t n0, index_t n1,
+                   Moments* out) {
+  const RowLayout layout(x);
+  const double count = static_cast<double>((n1 - n0) * x.h() * x.w());
+  LaneSum sum[Plan::kMaxBlock], sq[Plan::kMaxBlock];
+  double mean[Plan::kMaxBlock];
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto xr, index_t len) {
+          // sum += x
+          sum[c - c0].add(len, [&](index_t i) { return static_cast<double>(xr[i]); });
+        },
+        x);
+    for (index_t c = c0; c < c1; ++c) mean[c - c0] = count > 0 ? sum[c - c0].total() / count : 0;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto xr, index_t len) {
+          const double m = mean[c - c0];
+          // sq += (x - mean)^2
+          sq[c - c0].add(len, [&](index_t i) {
+            const double d = static_cast<double>(xr[i]) - m;
+            return d * d;
+          });
+        },
+        x);
+  });
+  for (index_t c = c0; c < c1; ++c) out[c - c0] = {count, mean[c - c0], sq[c - c0].total()};
+}
+
+/// Moments of every channel of x, chunk results merged left to right. Work is spread over
+/// blocks, or over (block, chunk) items when blocks are fewer than threads.
+template <class T>
+void channel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
+  if (p.chunks == 0) return;
+  std::vector<Moments> parts(static_cast<std::size_t>(p.channels * p.chunks));
+  auto part = [&](index_t c, index_t k) {
+    return &parts[static_cast<std::size_t>(k * p.channels + c)];
+  };
+  parallel_for(p.blocks * p.chunks, [&](index_t item) {
+    const index_t b = item / p.chunks, k = item % p.chunks;
+    chunk_moments(x, p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k),
+                  part(p.block_begin(b), k));
+  });
+  for (index_t c = 0; c < p.channels; ++c) {
+    out[c] = Moments{};
+    for (index_t k = 0; k < p.chunks; ++k) out[c].merge(*part(c, k));
+  }
+}
+
+/// y = ((x - hi) - lo) * scale + shift on channels [c0, c1), images [n0, n1).
+template <class T>
+void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
+               index_t n1, const double* mean, const double* scale, const double* shift,
+               bool stream) {
+  const RowLayout layout(x, y);
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto xr, auto yr, index_t len) {
+          const Centre<T> centre(mean[c]);
+          const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
+          write_row(yr, len, stream, [&](index_t i0, index_t n, T* out) {
+            // y = ((x - hi) - lo) * a + b
+            for (index_t i = 0; i < n; ++i) out[i] = centre(xr[i0 + i]) * a + b;
+          });
+        },
+        x, y);
+  });
+  if (stream) streaming_fence();
+}
+
+/// Per-chunk backward sums of channels [c0, c1), images [n0, n1), in double:
+/// sum_dy[c - c0] = sum dy and sum_dy_xmu[c - c0] = sum dy * (x - mean[c]).
+template <class T>
+void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t c0,
+                     index_t c1, index_t n0, index_t n1, const double* mean, double* sum_dy,
+                     double* sum_dy_xmu) {
+  const RowLayout layout(x, dy);
+  LaneSum s_dy[Plan::kMaxBlock], s_dy_xmu[Plan::kMaxBlock];
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto xr, auto dyr, index_t len) {
+          const double m = mean[c];
+          // sum_dy += dy
+          s_dy[c - c0].add(len, [&](index_t i) { return static_cast<double>(dyr[i]); });
+          // sum_dy_xmu += dy * (x - mean)
+          s_dy_xmu[c - c0].add(len, [&](index_t i) {
+            return static_cast<double>(dyr[i]) * (static_cast<double>(xr[i]) - m);
+          });
+        },
+        x, dy);
+  });
+  for (index_t c = c0; c < c1; ++c) {
+    sum_dy[c - c0] = s_dy[c - c0].total();
+    sum_dy_xmu[c - c0] = s_dy_xmu[c - c0].total();
+  }
+}
+
+/// Backward sums of every channel, chunk results added left to right.
+template <class T>
+void channel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, const Plan& p,
+                       const double* mean, double* sum_dy, double* sum_dy_xmu) {
+  std::fill(sum_dy, sum_dy + p.channels, 0.0);
+  std::fill(sum_dy_xmu, sum_dy_xmu + p.channels, 0.0);
+  if (p.chunks == 0) return;
+  std::vector<double> parts(static_cast<std::size_t>(2 * p.channels * p.chunks));
+  auto part = [&](index_t k) { return parts.data() + 2 * k * p.channels; };
+  parallel_for(p.blocks * p.chunks, [&](index_t item) {
+    const index_t b = item / p.chunks, k = item % p.chunks;
+    const index_t c0 = p.block_begin(b);
+    chunk_grad_sums(x, dy, c0, p.block_end(b), p.chunk_begin(k), p.chunk_end(k), mean, part(k) + c0,
+                    part(k) + p.channels + c0);
+  });
+  for (index_t k = 0; k < p.chunks; ++k)
+    for (index_t c = 0; c < p.channels; ++c) {
+      sum_dy[c] += part(k)[c];
+      sum_dy_xmu[c] += part(k)[p.channels + c];
+    }
+}
+
+/// dx = (dy - shift) * k - ((x - hi) - lo) * kc on channels [c0, c1), images [n0, n1).
+template <class T>
+void grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, const NCHWView<T>& dx,
+                index_t c0, index_t c1, index_t n0, index_t n1, const double* mean, const double* k,
+                const double* shift, const double* kc, bool stream) {
+  const RowLayout layout(x, dy, dx);
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto xr, auto dyr, auto dxr, index_t len) {
+          const Centre<T> centre(mean[c]);
+          const T tk = static_cast<T>(k[c]), ts = static_cast<T>(shift[c]),
+                  tkc = static_cast<T>(kc[c]);
+          write_row(dxr, len, stream, [&](index_t i0, index_t n, T* out) {
+            // dx = (dy - shift) * k - ((x - hi) - lo) * kc
+            for (index_t i = 0; i < n; ++i)
+              out[i] = (dyr[i0 + i] - ts) * tk - centre(xr[i0 + i]) * tkc;
+          });
+        },
+        x, dy, dx);
+  });
+  if (stream) streaming_fence();
+}
+
+/// dx = dy * k on channels [c0, c1), images [n0, n1) (eval backward: x does not enter).
+template <class T>
+void scale_rows(const NCHWView<const T>& dy, const NCHWView<T>& dx, index_t c0, index_t c1,
+                index_t n0, index_t n1, const double* k, bool stream) {
+  const RowLayout layout(dy, dx);
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto dyr, auto dxr, index_t len) {
+          const T tk = static_cast<T>(k[c]);
+          write_row(dxr, len, stream, [&](index_t i0, index_t n, T* out) {
+            // dx = dy * k
+            for (index_t i = 0; i < n; ++i) out[i] = dyr[i0 + i] * tk;
+          });
+        },
+        dy, dx);
+  });
+  if (stream) streaming_fence();
+}
+
+/// Runs f(c0, c1, n0, n1) over every (block, chunk) of the plan, spread over the threads.
+template <class F>
+void for_each_piece(const Plan& p, const F& f) {
+  parallel_for(p.blocks * p.chunks, [&](index_t item) {
+    const index_t b = item / p.chunks, k = item % p.chunks;
+    f(p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k));
+  });
+}
+
+/// For elementwise passes (no reduction, so any split gives the same bits): runs
+/// f(0, C, n0, n1) over image ranges, one per thread, so each thread streams through a
+/// contiguous part of NCHW memory; with fewer images than threads, f(c0, c1, n0, n1) over the
+/// plan's (block, chunk) pieces instead.
+template <class F>
+void for_each_elementwise_piece(const Plan& p, const F& f) {
+  const index_t threads = max_threads();
+  if (p.images >= threads) {
+    parallel_for(threads, [&](index_t t) {
+      f(index_t{0}, p.channels, p.images * t / threads, p.images * (t + 1) / threads);
+    });
+  } else {
+    for_each_piece(p, f);
+  }
+}
+
+}  // namespace bnorm::detail

@@ -1,0 +1,108 @@
+/// @file detail/stream.hpp
+/// @brief Row output with regular or non-temporal (cache-bypassing) stores.
+#pragma once
+
+#include <cstdint>
+
+#include "../config.hpp"
+#include "rows.hpp"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace bnorm::detail {
+
+/// Outputs of at least this many bytes are written with non-temporal stores: they would not
+/// stay in the last-level cache anyway, and streaming saves the read-for-ownership of every
+/// written line. Smaller outputs use regular stores, so a following pass finds them in cache.
+inline constexpr std::size_t kStreamingBytes = std::size_t{16} << 20;
+
+template <class T>
+void copy_plain(T* dst, const T* src, index_t n) {
+  for (index_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+/// dst[0, n) = src[0, n) with non-temporal stores where the instruction set has them. dst is
+/// written with regular stores up to its first aligned vector and for the tail.
+inline void copy_streaming(float* dst, const float* src, index_t n) {
+#if defined(__AVX512F__)
+  constexpr index_t kVec = 16;
+#elif defined(__AVX__)
+  constexpr index_t kVec = 8;
+#elif defined(__SSE2__)
+  constexpr index_t kVec = 4;
+#else
+  constexpr index_t kVec = 1;
+#endif
+  const auto misaligned = reinterpret_cast<std::uintptr_t>(dst) % (kVec * sizeof(float));
+  index_t head = misaligned == 0 ? 0 : kVec - static_cast<index_t>(misaligned / sizeof(float));
+  if (misaligned % sizeof(float) != 0 || head > n) head = n;  // unalignable: plain stores
+  copy_plain(dst, src, head);
+  index_t i = head;
+#if defined(__AVX512F__)
+  for (; i + kVec <= n; i += kVec) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#elif defined(__AVX__)
+  for (; i + kVec <= n; i += kVec) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+#elif defined(__SSE2__)
+  for (; i + kVec <= n; i += kVec) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+  copy_plain(dst + i, src + i, n - i);
+}
+
+inline void copy_streaming(double* dst, const double* src, index_t n) {
+#if defined(__AVX512F__)
+  constexpr index_t kVec = 8;
+#elif defined(__AVX__)
+  constexpr index_t kVec = 4;
+#elif defined(__SSE2__)
+  constexpr index_t kVec = 2;
+#else
+  constexpr index_t kVec = 1;
+#endif
+  const auto misaligned = reinterpret_cast<std::uintptr_t>(dst) % (kVec * sizeof(double));
+  index_t head = misaligned == 0 ? 0 : kVec - static_cast<index_t>(misaligned / sizeof(double));
+  if (misaligned % sizeof(double) != 0 || head > n) head = n;
+  copy_plain(dst, src, head);
+  index_t i = head;
+#if defined(__AVX512F__)
+  for (; i + kVec <= n; i += kVec) _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
+#elif defined(__AVX__)
+  for (; i + kVec <= n; i += kVec) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+#elif defined(__SSE2__)
+  for (; i + kVec <= n; i += kVec) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+#endif
+  copy_plain(dst + i, src + i, n - i);
+}
+
+/// Orders this thread's non-temporal stores before anything that follows (they are weakly
+/// ordered); call once after a streaming pass, before other threads may read the output.
+inline void streaming_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+/// Writes out[i] = v_i for i in [0, len), where compute(i0, n, d) stores v_{i0 .. i0+n} to the
+/// contiguous d[0, n). Contiguous rows are computed in place, or (stream) through a small
+/// buffer in L1 that is then copied out with non-temporal stores; strided rows go through the
+/// buffer and are scattered.
+template <class T, bool Unit, class F>
+void write_row(const Row<T, Unit>& out, index_t len, bool stream, const F& compute) {
+  if (Unit && !stream) {
+    compute(index_t{0}, len, out.p);
+    return;
+  }
+  constexpr index_t kBuffer = 512;
+  alignas(64) T buffer[kBuffer];
+  for (index_t i0 = 0; i0 < len; i0 += kBuffer) {
+    const index_t n = len - i0 < kBuffer ? len - i0 : kBuffer;
+    compute(i0, n, buffer);
+    if (Unit)
+      copy_streaming(out.p + i0, buffer, n);
+    else
+      for (index_t i = 0; i < n; ++i) out[i0 + i] = buffer[i];
+  }
+}
+
+}  // namespace bnorm::detail
