@@ -1,0 +1,594 @@
+// SyncBatchNorm2d on the ranks of MPI_COMM_WORLD against one single-process BatchNorm2d on the
+// concatenated batch, which every rank computes in full from the same seeds. Run by ctest under
+// mpiexec on 1, 2 and 3 ranks (mpi.sync_batch_norm.npP); each rank holds an uneven part of the
+// batch (some ranks none), in its own memory layout.
+//
+// This binary has its own main: MPI_Init, gtest output from rank 0 only (the other ranks print
+// their failures, prefixed with their rank), and one exit code for all ranks. Tests use EXPECT,
+// never ASSERT, around the module's calls: a rank that left a test early would leave the others
+// waiting in a collective.
+#include <mpi.h>
+
+#include <bnorm/mpi.hpp>
+#include <cstdio>
+#include <cstring>
+
+#include "test_support.hpp"
+
+// Counting the collectives through MPI's profiling interface: these definitions take the place
+// of the library's, which stay reachable as PMPI_*.
+namespace {
+long g_allgathers = 0, g_allgather_doubles = 0, g_other_collectives = 0;
+}
+extern "C" int MPI_Allgather(const void* send, int send_count, MPI_Datatype send_type, void* recv,
+                             int recv_count, MPI_Datatype recv_type, MPI_Comm comm) {
+  ++g_allgathers;
+  g_allgather_doubles += send_type == MPI_DOUBLE ? send_count : 0;
+  return PMPI_Allgather(send, send_count, send_type, recv, recv_count, recv_type, comm);
+}
+extern "C" int MPI_Bcast(void* buffer, int count, MPI_Datatype type, int root, MPI_Comm comm) {
+  ++g_other_collectives;
+  return PMPI_Bcast(buffer, count, type, root, comm);
+}
+extern "C" int MPI_Allreduce(const void* send, void* recv, int count, MPI_Datatype type, MPI_Op op,
+                             MPI_Comm comm) {
+  ++g_other_collectives;
+  return PMPI_Allreduce(send, recv, count, type, op, comm);
+}
+
+namespace bnorm_test {
+namespace {
+
+template <class T>
+using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+template <class T>
+using Sync = bnorm::mpi::SyncBatchNorm2d<T>;
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int p = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+  return p;
+}
+
+/// Collectives made by the module during one call.
+struct Traffic {
+  long allgathers = 0, doubles = 0, other = 0;
+};
+template <class F>
+Traffic traffic_of(const F& f) {
+  const long a = g_allgathers, d = g_allgather_doubles, o = g_other_collectives;
+  f();
+  return {g_allgathers - a, g_allgather_doubles - d, g_other_collectives - o};
+}
+
+/// Batch sizes of the ranks: uneven, with a rank holding nothing where there are several.
+std::vector<std::vector<index_t>> splits(int ranks) {
+  switch (ranks) {
+    case 1:
+      return {{7}};
+    case 2:
+      return {{5, 2}, {0, 7}, {1, 6}};
+    case 3:
+      return {{3, 0, 4}, {1, 5, 1}, {0, 0, 7}};
+    default: {
+      std::vector<index_t> s(static_cast<std::size_t>(ranks));
+      for (int r = 0; r < ranks; ++r) s[static_cast<std::size_t>(r)] = r == 0 ? 3 : r % 3;
+      return {s};
+    }
+  }
+}
+
+std::string to_string(const std::vector<index_t>& split) {
+  std::string s;
+  for (const index_t n : split) s += (s.empty() ? "" : "+") + std::to_string(n);
+  return s;
+}
+
+/// True when `a` holds the same bits on every rank.
+template <class A>
+bool same_on_all_ranks(const A& a) {
+  const int p = world_size();
+  std::vector<double> mine(static_cast<std::size_t>(a.size()));
+  for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = static_cast<double>(a[i]);
+  std::vector<double> all(mine.size() * static_cast<std::size_t>(p));
+  PMPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_DOUBLE, all.data(),
+                 static_cast<int>(mine.size()), MPI_DOUBLE, MPI_COMM_WORLD);
+  bool same = true;
+  for (int r = 1; r < p; ++r)
+    same = same && std::memcmp(all.data() + static_cast<std::size_t>(r) * mine.size(), all.data(),
+                               mine.size() * sizeof(double)) == 0;
+  return same;
+}
+
+/// Sum over the ranks, added in rank order.
+template <class T>
+Eigen::ArrayXd sum_over_ranks(const Array<T>& a) {
+  const int p = world_size();
+  const auto n = static_cast<std::size_t>(a.size());
+  std::vector<double> mine(n), all(n * static_cast<std::size_t>(p));
+  for (std::size_t i = 0; i < n; ++i)
+    mine[i] = static_cast<double>(a[static_cast<Eigen::Index>(i)]);
+  PMPI_Allgather(mine.data(), static_cast<int>(n), MPI_DOUBLE, all.data(), static_cast<int>(n),
+                 MPI_DOUBLE, MPI_COMM_WORLD);
+  Eigen::ArrayXd sum = Eigen::ArrayXd::Zero(static_cast<Eigen::Index>(n));
+  for (int r = 0; r < p; ++r)
+    for (std::size_t i = 0; i < n; ++i)
+      sum[static_cast<Eigen::Index>(i)] += all[static_cast<std::size_t>(r) * n + i];
+  return sum;
+}
+
+/// The rank's slice [offset, offset + n) along N of a contiguous NCHW vector.
+template <class T>
+std::vector<T> part_of(const std::vector<T>& whole, const Shape& s, index_t offset, index_t n) {
+  const index_t per_sample = s[1] * s[2] * s[3];
+  return std::vector<T>(whole.begin() + static_cast<std::ptrdiff_t>(offset * per_sample),
+                        whole.begin() + static_cast<std::ptrdiff_t>((offset + n) * per_sample));
+}
+
+/// One rank's part of a global batch of shape s split as `split`, and the reference on the whole.
+struct Part {
+  Shape whole, mine;
+  index_t offset = 0;
+  Layout layout = Layout::nchw;
+  Part(const Shape& s, const std::vector<index_t>& split) : whole(s), mine(s) {
+    const int r = world_rank();
+    for (int i = 0; i < r; ++i) offset += split[static_cast<std::size_t>(i)];
+    mine[0] = split[static_cast<std::size_t>(r)];
+    whole[0] = 0;
+    for (const index_t n : split) whole[0] += n;
+    layout = kAllLayouts[static_cast<std::size_t>(r) % 4];
+  }
+};
+
+template <class T>
+class SyncBatchNorm : public ::testing::Test {};
+TYPED_TEST_SUITE(SyncBatchNorm, FloatTypes);
+
+/// Three training steps then two eval steps of SyncBatchNorm2d on this rank's part and of
+/// BatchNorm2d on the whole batch, with new data, weight and bias at every step; compares y,
+/// dx, the saved statistics, running statistics, num_batches_tracked and the gradients, checks
+/// that the global statistics are the same bits on every rank, and counts the collectives.
+template <class T>
+void run_steps(const bnorm::Options& options, index_t channels, index_t h, index_t w,
+               const std::vector<index_t>& split, std::uint64_t seed) {
+  const Part part({0, channels, h, w}, split);
+  SCOPED_TRACE(::testing::Message()
+               << "rank " << world_rank() << " split " << to_string(split) << " shape "
+               << bnorm_test::to_string(part.whole) << " affine " << options.affine << " track "
+               << options.track_running_stats << " momentum "
+               << (options.momentum ? *options.momentum : -1.0));
+  const Shape& s = part.whole;
+  const index_t c = channels, width = 2 * c + 1;
+  Sync<T> sync(c, MPI_COMM_WORLD, options);
+  bnorm::BatchNorm2d<T> ref(c, options);
+  for (int step = 0; step < 5; ++step) {
+    const bool training = step < 3;
+    SCOPED_TRACE(::testing::Message() << "step " << step << (training ? " train" : " eval"));
+    sync.train(training);
+    ref.train(training);
+    const auto k = seed + 10 * static_cast<std::uint64_t>(step);
+    if (options.affine) {
+      sync.weight() = ref.weight() = random_array<T>(c, k + 1, 0.5, 1.5);
+      sync.bias() = ref.bias() = random_array<T>(c, k + 2, -1, 1);
+    }
+    const auto x = random_values<T>(s, k + 3, 2.0 * step, 1.0 + step);
+    const auto dy = random_values<T>(s, k + 4);
+    Buffer<T> xr(s), yr(s), dyr(s), dxr(s);
+    xr.set(x);
+    dyr.set(dy);
+    const auto ref_saved = ref.forward(xr.cview(), yr.view());
+    ref.backward(ref_saved, dyr.cview(), dxr.view());
+
+    Buffer<T> xb(part.mine, part.layout), yb(part.mine, part.layout), dyb(part.mine, part.layout),
+        dxb(part.mine, part.layout);
+    xb.set(part_of(x, s, part.offset, part.mine[0]));
+    dyb.set(part_of(dy, s, part.offset, part.mine[0]));
+    typename Sync<T>::Saved saved;
+    const Traffic fwd = traffic_of([&] { saved = sync.forward(xb.cview(), yb.view()); });
+    const Traffic bwd = traffic_of([&] { sync.backward(saved, dyb.cview(), dxb.view()); });
+
+    const bool global = training;  // statistics over every rank, communicated
+    EXPECT_EQ(saved.synchronized(), global);
+    EXPECT_EQ(fwd.allgathers, global ? 1 : 0);
+    EXPECT_EQ(fwd.doubles, global ? width : 0);
+    EXPECT_EQ(bwd.allgathers, global ? 1 : 0);
+    EXPECT_EQ(bwd.doubles, global ? width : 0);
+    EXPECT_EQ(fwd.other + bwd.other, 0);
+
+    if (training || options.track_running_stats) {
+      // Global batch statistics (training) or the running buffers (eval): the reference's.
+      EXPECT_LE(rel_error(yb.values(), part_of(yr.values(), s, part.offset, part.mine[0])),
+                tolerance<T>());
+      EXPECT_LE(rel_error(dxb.values(), part_of(dxr.values(), s, part.offset, part.mine[0])),
+                tolerance<T>());
+      if (training || part.mine[0] > 0) {  // BatchNorm2d saves no statistics for N == 0
+        EXPECT_LE(rel_error(saved.mean(), ref_saved.mean()), tolerance<T>());
+        EXPECT_LE(rel_error(saved.invstd(), ref_saved.invstd()), tolerance<T>());
+      }
+      // This rank's gradient contribution: sums over its part with the global statistics...
+      Eigen::ArrayXd dw = Eigen::ArrayXd::Zero(c), db = Eigen::ArrayXd::Zero(c);
+      const auto xv = xb.values(), dyv = dyb.values();
+      const index_t plane = h * w;
+      for (std::size_t i = 0; i < xv.size(); ++i) {
+        const auto ch = static_cast<Eigen::Index>((static_cast<index_t>(i) / plane) % c);
+        dw[ch] += static_cast<double>(dyv[i]) *
+                  (static_cast<double>(xv[i]) - static_cast<double>(ref_saved.mean()[ch])) *
+                  static_cast<double>(ref_saved.invstd()[ch]);
+        db[ch] += static_cast<double>(dyv[i]);
+      }
+      if (options.affine) {
+        EXPECT_LE(rel_error(sync.weight_grad(), dw), 10 * tolerance<T>());
+        EXPECT_LE(rel_error(sync.bias_grad(), db), tolerance<T>());
+        // ...which add up over the ranks to the whole batch's gradients.
+        EXPECT_LE(rel_error(sum_over_ranks(sync.weight_grad()), ref.weight_grad()), tolerance<T>());
+        EXPECT_LE(rel_error(sum_over_ranks(sync.bias_grad()), ref.bias_grad()), tolerance<T>());
+      } else {
+        EXPECT_EQ(sync.weight_grad().size() + sync.bias_grad().size(), 0);
+      }
+    } else {
+      // Untracked eval: this rank's own batch statistics, as PyTorch's SyncBatchNorm in eval.
+      bnorm::BatchNorm2d<T> local(c, options);
+      local.eval();
+      local.weight() = sync.weight();
+      local.bias() = sync.bias();
+      Buffer<T> yl(part.mine, part.layout), dxl(part.mine, part.layout);
+      const auto local_saved = local.forward(xb.cview(), yl.view());
+      local.backward(local_saved, dyb.cview(), dxl.view());
+      EXPECT_TRUE(yb.values() == yl.values());
+      EXPECT_TRUE(dxb.values() == dxl.values());
+      EXPECT_TRUE((sync.weight_grad() == local.weight_grad()).all());
+    }
+    EXPECT_EQ(sync.num_batches_tracked(), ref.num_batches_tracked());
+    EXPECT_EQ(sync.running_mean().size(), ref.running_mean().size());
+    EXPECT_LE(rel_error(sync.running_mean(), ref.running_mean()), tolerance<T>());
+    EXPECT_LE(rel_error(sync.running_var(), ref.running_var()), tolerance<T>());
+    EXPECT_TRUE(same_on_all_ranks(sync.running_mean()));
+    EXPECT_TRUE(same_on_all_ranks(sync.running_var()));
+    if (training) {
+      EXPECT_TRUE(same_on_all_ranks(saved.mean()));
+      EXPECT_TRUE(same_on_all_ranks(saved.invstd()));
+      EXPECT_EQ(saved.count(), s[0] * h * w);
+    }
+    EXPECT_EQ(xb.padding_changed() + yb.padding_changed() + dxb.padding_changed(), 0);
+  }
+}
+
+TYPED_TEST(SyncBatchNorm, UnevenSplitsEqualOneProcessOnTheWholeBatch) {
+  std::uint64_t seed = 1000;
+  for (const auto& split : splits(world_size())) {
+    run_steps<TypeParam>({}, 3, 4, 5, split, seed += 100);
+    run_steps<TypeParam>({}, 17, 3, 2, split, seed += 100);
+  }
+}
+
+TYPED_TEST(SyncBatchNorm, OptionsFollowBatchNorm2d) {
+  const std::optional<double> cumulative;
+  const bnorm::Options variants[] = {
+      {1e-3, cumulative, true, true, bnorm::Variant::fused},  // momentum = None
+      {1e-5, 0.3, false, true, bnorm::Variant::fused},        // no weight or bias
+      {1e-5, 0.1, true, false, bnorm::Variant::fused},        // no running buffers
+  };
+  std::uint64_t seed = 5000;
+  for (const auto& options : variants)
+    for (const auto& split : splits(world_size()))
+      run_steps<TypeParam>(options, 3, 4, 5, split, seed += 100);
+}
+
+// H = W = 1 and one sample on every rank but the last: one value per channel on a rank is fine
+// once the ranks together have more than one. (Not 1 + 1: with M = 2, dx is 0 up to eps terms
+// and its relative error measures only rounding.)
+TYPED_TEST(SyncBatchNorm, OneValueOnARankIsFine) {
+  const int p = world_size();
+  if (p == 1) GTEST_SKIP() << "needs two ranks";
+  std::vector<index_t> split(static_cast<std::size_t>(p), 1);
+  split.back() = 4;
+  run_steps<TypeParam>({}, 4, 1, 1, split, 7000);
+}
+
+// Everything a failed call could have changed on this rank.
+template <class T>
+struct Snapshot {
+  Array<T> weight, bias, running_mean, running_var, weight_grad, bias_grad;
+  std::int64_t batches;
+  std::vector<T> output;
+  Snapshot(const Sync<T>& bn, const Buffer<T>& out)
+      : weight(bn.weight()),
+        bias(bn.bias()),
+        running_mean(bn.running_mean()),
+        running_var(bn.running_var()),
+        weight_grad(bn.weight_grad()),
+        bias_grad(bn.bias_grad()),
+        batches(bn.num_batches_tracked()),
+        output(out.values()) {}
+  bool operator==(const Snapshot& o) const {
+    auto same = [](const Array<T>& a, const Array<T>& b) {
+      return a.size() == b.size() && (a == b).all();
+    };
+    return same(weight, o.weight) && same(bias, o.bias) && same(running_mean, o.running_mean) &&
+           same(running_var, o.running_var) && same(weight_grad, o.weight_grad) &&
+           same(bias_grad, o.bias_grad) && batches == o.batches && output == o.output;
+  }
+};
+
+template <class F>
+std::string message_of(const F& f) {
+  try {
+    f();
+  } catch (const bnorm::invalid_argument& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("wrong exception type: ") + e.what();
+  }
+  return "(no exception)";
+}
+
+// A module on this rank that trained one step, with random data in y and dx.
+template <class T>
+struct Trained {
+  Shape s{2, 3, 4, 5};
+  Sync<T> bn{3, MPI_COMM_WORLD};
+  Buffer<T> x{s}, y{s}, dy{s}, dx{s};
+  typename Sync<T>::Saved saved;
+  Trained() {
+    x.set(random_values<T>(s, 11 + static_cast<std::uint64_t>(world_rank())));
+    dy.set(random_values<T>(s, 21 + static_cast<std::uint64_t>(world_rank())));
+    saved = bn.forward(x.cview(), y.view());
+    bn.backward(saved, dy.cview(), dx.view());
+    y.set(random_values<T>(s, 31));
+    dx.set(random_values<T>(s, 41));
+  }
+  // Runs f, expects this rank's `message`, and nothing changed here.
+  template <class F>
+  void expect_rejected(const F& f, const std::string& message) {
+    const Snapshot<T> before_y(bn, y), before_dx(bn, dx);
+    EXPECT_EQ(message_of(f), message);
+    EXPECT_TRUE(Snapshot<T>(bn, y) == before_y) << "state or y changed";
+    EXPECT_TRUE(Snapshot<T>(bn, dx) == before_dx) << "state or dx changed";
+  }
+  // A valid training step afterwards: the ranks' collectives are still in step.
+  void expect_usable() {
+    const auto batches = bn.num_batches_tracked();
+    const auto again = bn.forward(x.cview(), y.view());
+    bn.backward(again, dy.cview(), dx.view());
+    EXPECT_EQ(bn.num_batches_tracked(), batches + 1);
+    EXPECT_TRUE(same_on_all_ranks(bn.running_var()));
+  }
+};
+
+std::string rejected_by(int rank, const char* call, const std::string& message) {
+  return "bnorm: rank " + std::to_string(rank) + " of " + std::to_string(world_size()) +
+         " rejected " + call + ": " + message;
+}
+
+// The last rank passes an x with the wrong channel count: it throws BatchNorm2d's exception,
+// the others one naming it, no rank writes anything, and the module stays usable.
+TYPED_TEST(SyncBatchNorm, OneRanksBadForwardIsEveryRanksError) {
+  using T = TypeParam;
+  Trained<T> t;
+  const int bad = world_size() - 1;
+  Buffer<T> x4({2, 4, 4, 5}), y4({2, 4, 4, 5});
+  x4.set(random_values<T>({2, 4, 4, 5}, 51));
+  const std::string own = "bnorm: x has 4 channels, module has 3";
+  t.expect_rejected(
+      [&] {
+        if (world_rank() == bad)
+          t.bn.forward(x4.cview(), y4.view());
+        else
+          t.bn.forward(t.x.cview(), t.y.view());
+      },
+      world_rank() == bad ? own : rejected_by(bad, "forward", "x has 4 channels, module has 3"));
+  t.expect_usable();
+}
+
+TYPED_TEST(SyncBatchNorm, OneRanksBadBackwardIsEveryRanksError) {
+  using T = TypeParam;
+  Trained<T> t;
+  Buffer<T> dy_short({1, 3, 4, 5});
+  dy_short.set(random_values<T>({1, 3, 4, 5}, 61));
+  const std::string own =
+      "bnorm: dy has shape [1, 3, 4, 5], expected [2, 3, 4, 5] (the shape of the forward's x)";
+  t.expect_rejected(
+      [&] {
+        if (world_rank() == 0)
+          t.bn.backward(t.saved, dy_short.cview(), t.dx.view());
+        else
+          t.bn.backward(t.saved, t.dy.cview(), t.dx.view());
+      },
+      world_rank() == 0
+          ? own
+          : rejected_by(0, "backward",
+                        "dy has shape [1, 3, 4, 5], expected [2, 3, 4, 5] (the shape of the "
+                        "forward's x)"));
+  t.expect_usable();
+}
+
+// A weight resized on one rank only is caught on that rank, and so on every rank.
+TYPED_TEST(SyncBatchNorm, ResizedWeightOnOneRank) {
+  using T = TypeParam;
+  Trained<T> t;
+  const int bad = world_size() - 1;
+  const Array<T> kept = t.bn.weight();
+  if (world_rank() == bad) t.bn.weight().resize(2);
+  const std::string message = "weight has 2 elements, expected 3 (num_features)";
+  t.expect_rejected(
+      [&] { t.bn.forward(t.x.cview(), t.y.view()); },
+      world_rank() == bad ? "bnorm: " + message : rejected_by(bad, "forward", message));
+  t.bn.weight() = kept;
+  t.expect_usable();
+}
+
+// The global batch has one value per channel: every rank throws, whatever its own part.
+TYPED_TEST(SyncBatchNorm, OneValueOverAllRanksIsAnError) {
+  using T = TypeParam;
+  Trained<T> t;
+  const Shape mine{world_rank() == 0 ? 1 : 0, 3, 1, 1};
+  Buffer<T> x(mine), y(mine);
+  x.set(random_values<T>(mine, 71));
+  const std::string shape = world_rank() == 0 ? "[1, 3, 1, 1]" : "[0, 3, 1, 1]";
+  const std::string message =
+      world_size() == 1
+          ? "bnorm: Expected more than 1 value per channel when training, got input of shape " +
+                shape
+          : "bnorm: Expected more than 1 value per channel when training, got input of shape " +
+                shape + " on rank " + std::to_string(world_rank()) +
+                " and 1 value per channel over the " + std::to_string(world_size()) +
+                " ranks of comm";
+  const Snapshot<T> before(t.bn, y);
+  EXPECT_EQ(message_of([&] { t.bn.forward(x.cview(), y.view()); }), message);
+  EXPECT_TRUE(Snapshot<T>(t.bn, y) == before);
+  t.expect_usable();
+}
+
+// Every rank's part is empty: a no-op everywhere (as BatchNorm2d with N == 0); backward
+// communicates nothing and gives zero gradients.
+TYPED_TEST(SyncBatchNorm, EmptyGlobalBatchChangesNothing) {
+  using T = TypeParam;
+  Trained<T> t;
+  const Shape empty{0, 3, 4, 5};
+  Buffer<T> x(empty), y(empty), dy(empty), dx(empty);
+  const Snapshot<T> before(t.bn, t.y);
+  typename Sync<T>::Saved saved;
+  const Traffic fwd = traffic_of([&] { saved = t.bn.forward(x.cview(), y.view()); });
+  EXPECT_EQ(fwd.allgathers, 1);
+  EXPECT_TRUE(Snapshot<T>(t.bn, t.y) == before);
+  EXPECT_EQ(saved.count(), 0);
+  const Traffic bwd = traffic_of([&] { t.bn.backward(saved, dy.cview(), dx.view()); });
+  EXPECT_EQ(bwd.allgathers + bwd.other, 0);
+  EXPECT_TRUE((t.bn.weight_grad() == 0).all());
+  EXPECT_TRUE((t.bn.bias_grad() == 0).all());
+  t.expect_usable();
+}
+
+TYPED_TEST(SyncBatchNorm, ConstructorChecksEveryRanksArguments) {
+  using T = TypeParam;
+  const int p = world_size(), last = p - 1, r = world_rank();
+  // A rank's invalid option: BatchNorm2d's message there, the rank's on the others.
+  const std::string eps_message = "eps must be finite and >= 0, got -1";
+  EXPECT_EQ(
+      message_of([&] {
+        Sync<T>(3, MPI_COMM_WORLD, {r == 0 ? -1.0 : 1e-5, 0.1, true, true, bnorm::Variant::fused});
+      }),
+      r == 0 ? "bnorm: " + eps_message : rejected_by(0, "the constructor", eps_message));
+  EXPECT_EQ(message_of([&] { Sync<T>(r == last ? 0 : 3, MPI_COMM_WORLD); }),
+            r == last ? "bnorm: num_features must be > 0, got 0"
+                      : rejected_by(last, "the constructor", "num_features must be > 0, got 0"));
+  // Invalid on every rank: each rank throws its own exception.
+  EXPECT_EQ(message_of([&] {
+              Sync<T>(3, MPI_COMM_WORLD, {1e-5, 0.1, true, true, bnorm::Variant::staged});
+            }),
+            "bnorm: options.variant is staged, SyncBatchNorm2d needs fused");
+  if (p == 1) return;
+  // Valid on every rank, but different: every rank throws the same message.
+  EXPECT_EQ(message_of([&] { Sync<T>(r == last ? 4 : 3, MPI_COMM_WORLD); }),
+            "bnorm: SyncBatchNorm2d arguments differ across the ranks of comm: rank " +
+                std::to_string(last) + " has num_features 4, rank 0 has 3");
+  const std::optional<double> cumulative;
+  EXPECT_EQ(message_of([&] {
+              Sync<T>(3, MPI_COMM_WORLD,
+                      {1e-5, r == last ? cumulative : std::optional<double>(0.1), true, true,
+                       bnorm::Variant::fused});
+            }),
+            "bnorm: SyncBatchNorm2d arguments differ across the ranks of comm: rank " +
+                std::to_string(last) + " has momentum nullopt, rank 0 has 0.10000000000000001");
+  EXPECT_EQ(message_of([&] {
+              Sync<T>(3, MPI_COMM_WORLD, {1e-5, 0.1, r != last, true, bnorm::Variant::fused});
+            }),
+            "bnorm: SyncBatchNorm2d arguments differ across the ranks of comm: rank " +
+                std::to_string(last) + " has affine false, rank 0 has true");
+}
+
+// In place as BatchNorm2d: forward with y = x gives the same bits as out of place and a Saved
+// that backward rejects; backward with dx = dy gives the same bits as out of place.
+TYPED_TEST(SyncBatchNorm, InPlaceAsBatchNorm2d) {
+  using T = TypeParam;
+  const Shape s{2, 3, 4, 5};
+  Sync<T> a(3, MPI_COMM_WORLD), b(3, MPI_COMM_WORLD);
+  Buffer<T> x(s), y(s), z(s), dy(s), dx(s), dz(s);
+  const auto values = random_values<T>(s, 81 + static_cast<std::uint64_t>(world_rank()));
+  x.set(values);
+  z.set(values);
+  dy.set(random_values<T>(s, 91 + static_cast<std::uint64_t>(world_rank())));
+  dz.set(dy.values());
+  const auto out = a.forward(x.cview(), y.view());
+  const auto in = b.forward(z.cview(), z.view());
+  EXPECT_TRUE(in.in_place());
+  EXPECT_FALSE(out.in_place());
+  EXPECT_TRUE(z.values() == y.values());
+  EXPECT_TRUE((a.running_var() == b.running_var()).all());
+  EXPECT_EQ(message_of([&] { b.backward(in, dy.cview(), dx.view()); }),
+            "bnorm: saved comes from a forward that ran in place (y was x) and overwrote the x "
+            "that backward needs: expected the Saved of a forward with a separate y");
+  a.backward(out, dy.cview(), dx.view());
+  a.backward(out, dz.cview(), dz.view());
+  EXPECT_TRUE(dz.values() == dx.values());
+}
+
+// Eval with tracked statistics is local: ranks may run different numbers of eval steps.
+TYPED_TEST(SyncBatchNorm, EvalIsLocal) {
+  using T = TypeParam;
+  Trained<T> t;
+  t.bn.eval();
+  const Traffic traffic = traffic_of([&] {
+    for (int i = 0; i <= world_rank(); ++i) {
+      const auto saved = t.bn.forward(t.x.cview(), t.y.view());
+      EXPECT_FALSE(saved.synchronized());
+      t.bn.backward(saved, t.dy.cview(), t.dx.view());
+    }
+  });
+  EXPECT_EQ(traffic.allgathers + traffic.other, 0);
+  t.bn.train();
+  t.expect_usable();
+}
+
+/// On ranks other than 0: prints only failures, prefixed with the rank.
+class RankFailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit RankFailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (r.failed())
+      std::printf("[rank %d] %s:%d: Failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
+                  r.line_number(), r.summary());
+  }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    if (info.result()->Failed())
+      std::printf("[rank %d] FAILED %s.%s\n", rank_, info.test_suite_name(), info.name());
+    std::fflush(stdout);
+  }
+
+ private:
+  int rank_;
+};
+
+}  // namespace
+}  // namespace bnorm_test
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int rank = bnorm_test::world_rank(), ranks = bnorm_test::world_size();
+  auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+  if (rank != 0) {
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new bnorm_test::RankFailurePrinter(rank));
+  }
+  const int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  std::vector<int> all(static_cast<std::size_t>(ranks));
+  PMPI_Allgather(&failed, 1, MPI_INT, all.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  int any = 0;
+  std::string which;
+  for (int r = 0; r < ranks; ++r)
+    if (all[static_cast<std::size_t>(r)]) {
+      any = 1;
+      which += " " + std::to_string(r);
+    }
+  if (rank == 0)
+    std::printf("[mpi] %d rank%s: %s%s\n", ranks, ranks == 1 ? "" : "s",
+                any ? "FAILED on rank" : "passed on every rank", which.c_str());
+  MPI_Finalize();
+  return any;
+}
