@@ -1,0 +1,103 @@
+/// @file detail/staged_backend.hpp
+/// @brief How BatchNorm2d reaches the staged variant, or learns that it is left out.
+///
+/// BatchNorm2d chooses its variant at run time, so every translation unit that instantiates it
+/// would compile the staged variant, Eigen's Tensor module and all, even when only the fused one
+/// runs. Defining BNORM_NO_STAGED before the first bnorm include leaves the staged variant out:
+/// this header then provides a stub whose Cache is empty, and BatchNorm2d's constructor rejects
+/// Variant::staged. BatchNorm2d is then declared in the inline namespace bnorm::no_staged, so a
+/// program may mix translation units with and without the macro: each sees its own class (still
+/// spelled bnorm::BatchNorm2d), and handing one across such a boundary is a link error rather
+/// than a silent difference in layout.
+#pragma once
+
+#include <Eigen/Core>
+
+#include "../config.hpp"
+#include "../nchw_view.hpp"
+
+#ifndef BNORM_NO_STAGED
+#include "../staged.hpp"
+#endif
+
+namespace bnorm::detail {
+
+#ifndef BNORM_NO_STAGED
+
+/// The staged variant as BatchNorm2d calls it.
+template <class T>
+struct StagedBackend {
+  static constexpr bool available = true;
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Cache = staged::Cache<T>;
+
+  static Cache forward_training(NCHWView<const T> x, const Array& weight, const Array& bias,
+                                double eps, NCHWView<T> y) {
+    return staged::forward_training(x, weight, bias, eps, y);
+  }
+  static Cache forward_inference(NCHWView<const T> x, const Array& weight, const Array& bias,
+                                 const Array& running_mean, const Array& running_var, double eps,
+                                 NCHWView<T> y) {
+    return staged::forward_inference(x, weight, bias, running_mean, running_var, eps, y);
+  }
+  /// Backward with the module's weight as it is now (not the forward's), as fused does.
+  static void backward(const Cache& k, const Array& weight, NCHWView<const T> dy, NCHWView<T> dx,
+                       Array& dweight, Array& dbias) {
+    staged::backward(k, weight, dy, dx, dweight, dbias);
+  }
+  /// The batch mean (step 1) and biased variance (step 4) of a training forward, in double.
+  static Eigen::ArrayXd mean(const Cache& k) { return to_double(k.mu); }
+  static Eigen::ArrayXd var(const Cache& k) { return to_double(k.var); }
+
+ private:
+  static Eigen::ArrayXd to_double(const staged::Tensor1<T>& t) {
+    Eigen::ArrayXd a(t.size());
+    for (Eigen::Index i = 0; i < t.size(); ++i) a[i] = static_cast<double>(t(i));
+    return a;
+  }
+};
+
+#else
+
+/// BNORM_NO_STAGED: no staged variant. BatchNorm2d's constructor rejects Variant::staged, so
+/// none of these functions is ever called; they throw if one is. Like BatchNorm2d, the stub has
+/// its own inline namespace, so the linker never takes one class's functions for the other's.
+inline namespace no_staged {
+template <class T>
+struct StagedBackend {
+  static constexpr bool available = false;
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  struct Cache {};
+
+  [[noreturn]] static Cache forward_training(NCHWView<const T>, const Array&, const Array&, double,
+                                             NCHWView<T>) {
+    unavailable();
+  }
+  [[noreturn]] static Cache forward_inference(NCHWView<const T>, const Array&, const Array&,
+                                              const Array&, const Array&, double, NCHWView<T>) {
+    unavailable();
+  }
+  [[noreturn]] static void backward(const Cache&, const Array&, NCHWView<const T>, NCHWView<T>,
+                                    Array&, Array&) {
+    unavailable();
+  }
+  [[noreturn]] static Eigen::ArrayXd mean(const Cache&) { unavailable(); }
+  [[noreturn]] static Eigen::ArrayXd var(const Cache&) { unavailable(); }
+
+ private:
+  [[noreturn]] static void unavailable() {
+    throw std::logic_error("bnorm: the staged variant was left out with BNORM_NO_STAGED");
+  }
+};
+}  // namespace no_staged
+
+#endif
+
+/// The constructor's check: Variant::staged needs the staged variant compiled in.
+inline void check_variant_available(Variant variant, bool staged_available) {
+  require(variant != Variant::staged || staged_available,
+          "options.variant is staged, but this translation unit was compiled with "
+          "BNORM_NO_STAGED, which leaves the staged variant out (expected Variant::fused)");
+}
+
+}  // namespace bnorm::detail
