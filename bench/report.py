@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""One table from bnorm_bench's JSON output (--benchmark_out_format=json).
+
+Per shape and pass: bnorm's time, its ratio to the bandwidth floor (the faster of the regular-
+and non-temporal-store floor of that pass), and bnorm's speedup over each peer (peer time / bnorm
+time; blank where the peer was not built, "error" where it failed). Times are one statistic of the repetitions, the same
+for every benchmark: the minimum by default, or --stat median.
+
+Benchmark ids are "<pass>/<implementation>/<NxCxHxW>[/real_time...]". Standard library only.
+"""
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections import OrderedDict
+
+PASSES = [("fwd_train", "floor_fwd", "train fwd"),
+          ("fwd_infer", "floor_fwd", "infer fwd"),
+          ("bwd", "floor_bwd", "backward")]
+PEERS = [("onednn_nChw16c", "oneDNN nChw16c"),
+         ("onednn_nchw", "oneDNN NCHW"),
+         ("torch", "PyTorch")]
+TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def load(path, stat):
+    """Returns (context, times, bytes, failed, shapes, repetitions).
+
+    times[(pass, impl, shape)] in ms; bytes per call by the same key; failed: keys whose runs
+    reported an error (shown as "error" rather than blank)."""
+    with open(path) as f:
+        doc = json.load(f)
+    samples = OrderedDict()
+    traffic = {}
+    failed = set()
+    for b in doc.get("benchmarks", []):
+        if b.get("run_type", "iteration") != "iteration":
+            continue  # aggregates: recomputed below from the repetitions
+        parts = b.get("run_name", b["name"]).split("/")
+        if len(parts) < 3:
+            continue
+        key = tuple(parts[:3])
+        samples.setdefault(key, [])
+        if b.get("error_occurred"):
+            failed.add(key)
+            continue
+        samples[key].append(b["real_time"] * TO_MS[b.get("time_unit", "ns")])
+        if "bytes" in b:
+            traffic[key] = b["bytes"]
+    pick = min if stat == "min" else statistics.median
+    times = {k: pick(v) for k, v in samples.items() if v}
+    shapes = list(OrderedDict((k[2], None) for k in samples))
+    reps = max((len(v) for v in samples.values()), default=0)
+    return doc.get("context", {}), times, traffic, failed, shapes, reps
+
+
+def fmt_ms(ms):
+    if ms is None:
+        return ""
+    return f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 10 else f"{ms:.2f}"
+
+
+def fmt_rate(gbps):
+    return f"{gbps:.1f}" if gbps >= 1 else f"{gbps:.3f}"
+
+
+def fmt_x(x):
+    return "" if x is None else f"{x:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json", help="bnorm_bench --benchmark_out file")
+    ap.add_argument("--stat", choices=["min", "median"], default="min",
+                    help="statistic over repetitions (default: min, since contention from "
+                         "other processes only ever adds time)")
+    args = ap.parse_args()
+
+    ctx, times, traffic, failed, shapes, reps = load(args.json, args.stat)
+    if not times:
+        sys.exit(f"{args.json}: no benchmark results")
+
+    peers = ", ".join(
+        f"{label} {ctx[key + '_version']}" if key + "_version" in ctx else f"{label} not built"
+        for key, label in [("onednn", "oneDNN"), ("torch", "PyTorch")])
+    print(f"bnorm_bench {ctx.get('date', '?')} | {ctx.get('omp_threads', '?')} threads | "
+          f"{ctx.get('cpu_model', '?')} ({ctx.get('num_cpus', '?')} CPUs) | {peers} | "
+          f"float32 NCHW | {args.stat} of {reps} repetition{'s' if reps != 1 else ''}")
+
+    head = ["shape", "pass", "bnorm ms", "GB/s", "floor ms", "/floor"] + \
+           [f"vs {label}" for _, label in PEERS]
+    rows = []
+    ratios = {p: dict([("floor", [])] + [(k, []) for k, _ in PEERS]) for p, _, _ in PASSES}
+    for shape in shapes:
+        for pas, floor, label in PASSES:
+            bn = times.get((pas, "bnorm", shape))
+            if bn is None:
+                continue
+            floors = {s: times.get((floor, s, shape)) for s in ("regular", "nt")}
+            floors = {s: t for s, t in floors.items() if t is not None}
+            fl_store = min(floors, key=floors.get) if floors else None
+            fl = floors.get(fl_store)
+            nbytes = traffic.get((pas, "bnorm", shape))
+            row = [shape, label, fmt_ms(bn),
+                   fmt_rate(nbytes / (bn * 1e-3) / 1e9) if nbytes else "",
+                   f"{fmt_ms(fl)} {'nt' if fl_store == 'nt' else 'reg'}" if fl else "",
+                   fmt_x(bn / fl) if fl else ""]
+            if fl:
+                ratios[pas]["floor"].append(bn / fl)
+            for key, _ in PEERS:
+                peer = times.get((pas, key, shape))
+                row.append(fmt_x(peer / bn) if peer else
+                           "error" if (pas, key, shape) in failed else "")
+                if peer:
+                    ratios[pas][key].append(peer / bn)
+            rows.append(row)
+
+    # Geometric means over the shapes that have the value.
+    def gmean(v):
+        return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
+    summary = []
+    for pas, _, label in PASSES:
+        r = ratios[pas]
+        if not r["floor"] and not any(r[k] for k, _ in PEERS):
+            continue
+        summary.append(["geomean", label, "", "", "", fmt_x(gmean(r["floor"]))] +
+                       [fmt_x(gmean(r[k])) for k, _ in PEERS])
+
+    width = [max(len(str(r[i])) for r in [head] + rows + summary) for i in range(len(head))]
+    left = {0, 1}
+
+    def line(r):
+        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(r, width))).rstrip()
+    print(line(head))
+    print("  ".join("-" * w for w in width))
+    for r in rows:
+        print(line(r))
+    if summary:
+        print("  ".join("-" * w for w in width))
+        for r in summary:
+            print(line(r))
+    print("/floor: bnorm time over the faster floor of the same traffic (1.00x = at the floor); "
+          "vs X: X time over bnorm time (>1 = bnorm faster); GB/s of the minimal traffic.")
+
+
+if __name__ == "__main__":
+    main()
