@@ -100,8 +100,9 @@ bool same_on_all_ranks(const A& a) {
                  static_cast<int>(mine.size()), MPI_DOUBLE, MPI_COMM_WORLD);
   bool same = true;
   for (int r = 1; r < p; ++r)
-    same = same && std::memcmp(all.data() + static_cast<std::size_t>(r) * mine.size(), all.data(),
-                               mine.size() * sizeof(double)) == 0;
+    same = same && (mine.empty() ||  // (memcmp of an empty vector's null data() is undefined)
+                    std::memcmp(all.data() + static_cast<std::size_t>(r) * mine.size(),
+                                all.data(), mine.size() * sizeof(double)) == 0);
   return same;
 }
 

@@ -9,11 +9,22 @@
 
 #include "config.hpp"
 #include "detail/checks.hpp"
+#include "detail/staged_backend.hpp"
 #include "fused.hpp"
 #include "nchw_view.hpp"
-#include "staged.hpp"
 
 namespace bnorm {
+
+namespace mpi {
+template <class T>
+class SyncBatchNorm2d;  // <bnorm/mpi.hpp>: composes a BatchNorm2d and reuses its private checks
+}  // namespace mpi
+
+#ifdef BNORM_NO_STAGED
+// Without the staged variant the class differs, so it gets its own name for the linker (see
+// detail/staged_backend.hpp); users still spell it bnorm::BatchNorm2d.
+inline namespace no_staged {
+#endif
 
 /// torch.nn.BatchNorm2d on NCHW views, for T = float or double.
 ///
@@ -35,32 +46,39 @@ class BatchNorm2d {
                 "bnorm::BatchNorm2d<T> is for T = float or double");
 
  public:
+  /// Per-channel parameters, buffers and gradients: plain Eigen arrays of C (or 0) elements.
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 
   /// What backward needs from one forward. For the fused variant it keeps a view of the
   /// forward's x, so x must outlive it and stay unchanged; the staged variant keeps its cache.
+  /// The contract does not depend on the variant: backward checks dx against the forward's x
+  /// either way, so keep x alive and unchanged until the last backward with this Saved.
   class Saved {
    public:
     /// The forward's input shape.
     const std::array<index_t, 4>& shape() const { return shape_; }
     /// true when the forward normalised with batch statistics.
     bool batch_statistics() const { return batch_statistics_; }
+    /// The variant that ran the forward, and will run the backward.
     Variant variant() const { return variant_; }
     /// Per-channel mean used to normalise (batch or running), as PyTorch's save_mean.
     const Array& mean() const { return mean_; }
     /// Per-channel 1 / sqrt(var + eps) used to normalise, as PyTorch's save_invstd.
     const Array& invstd() const { return invstd_; }
+    /// true when the forward ran in place (y was x): x is gone, so backward rejects it.
+    bool in_place() const { return in_place_; }
 
    private:
     friend class BatchNorm2d;
     std::array<index_t, 4> shape_{0, 0, 0, 0};
     bool batch_statistics_ = true;
     Variant variant_ = Variant::fused;
+    bool in_place_ = false;
     Array mean_, invstd_;
-    NCHWView<const T> x_;               // fused
+    NCHWView<const T> x_;               // the forward's x: read by fused, checked against dx
     fused::BatchStatistics stats_;      // fused, batch statistics
     Array running_mean_, running_var_;  // fused, eval: the buffers as the forward used them
-    staged::Cache<T> cache_;            // staged
+    typename detail::StagedBackend<T>::Cache cache_;  // staged
   };
 
   /// weight = 1, bias = 0 (size C, or 0 without affine); running_mean = 0, running_var = 1
@@ -71,6 +89,7 @@ class BatchNorm2d {
     detail::require(num_features > 0, "num_features must be > 0, got ", num_features);
     detail::check_eps(options.eps);
     detail::check_momentum(options.momentum);
+    detail::check_variant_available(options.variant, detail::StagedBackend<T>::available);
     const index_t p = options.affine ? num_features : 0;
     const index_t r = options.track_running_stats ? num_features : 0;
     weight_ = Array::Ones(p);
@@ -81,20 +100,38 @@ class BatchNorm2d {
     bias_grad_ = Array::Zero(p);
   }
 
+  /// Training mode (batch statistics, running statistics updated) when `mode`, else eval.
   void train(bool mode = true) { training_ = mode; }
+  /// Eval mode: normalise with the running statistics (batch ones without tracking).
   void eval() { training_ = false; }
+  /// true in training mode (the initial mode).
   bool is_training() const { return training_; }
+  /// C, the channels the module was built for.
   index_t num_features() const { return num_features_; }
+  /// The options the module was built with.
   const Options& options() const { return options_; }
 
+  /// @{
+  /// The weight (gamma): C elements, or 0 without affine. Assign freely; size is checked.
   Array& weight() { return weight_; }
   const Array& weight() const { return weight_; }
+  /// @}
+  /// @{
+  /// The bias (beta): C elements, or 0 without affine.
   Array& bias() { return bias_; }
   const Array& bias() const { return bias_; }
+  /// @}
+  /// @{
+  /// The running mean: C elements (zeros at first), or 0 without track_running_stats.
   Array& running_mean() { return running_mean_; }
   const Array& running_mean() const { return running_mean_; }
+  /// @}
+  /// @{
+  /// The running (unbiased) variance: C elements (ones at first), or 0 without tracking.
   Array& running_var() { return running_var_; }
   const Array& running_var() const { return running_var_; }
+  /// @}
+  /// Training forwards that updated the running statistics (the count momentum=nullopt uses).
   std::int64_t num_batches_tracked() const { return num_batches_tracked_; }
   /// dL/dweight of the last backward (size 0 without affine).
   const Array& weight_grad() const { return weight_grad_; }
@@ -102,9 +139,16 @@ class BatchNorm2d {
   const Array& bias_grad() const { return bias_grad_; }
 
   /// y = BatchNorm2d(x). Validates everything first: on a throw, y and all state are unchanged.
+  ///
+  /// y must have a unique layout and either share no element with x or be exactly x (same
+  /// data, extents and strides): the forward then runs in place with the same y and running
+  /// statistics as out of place, useful for inference or for re-estimating running statistics.
+  /// x then holds y, so the returned Saved has in_place() set and backward rejects it.
   Saved forward(NCHWView<const T> x, NCHWView<T> y) {
     check_channels("x", x);
     detail::check_same_shape("y", y, "x", x);
+    detail::check_unique_layout("y", y);
+    detail::check_no_partial_overlap("y", y, "x", x);
     check_state();
     const bool batch = uses_batch_statistics();
     if (batch) detail::check_training_count(x);
@@ -113,6 +157,8 @@ class BatchNorm2d {
     s.shape_ = x.extents();
     s.batch_statistics_ = batch;
     s.variant_ = options_.variant;
+    s.x_ = x;
+    s.in_place_ = detail::same_view(y, x);
     if (x.size() == 0) return s;  // nothing to normalise and nothing learnt: no state changes
 
     const double eps = options_.eps;
@@ -120,11 +166,10 @@ class BatchNorm2d {
     if (batch) {
       Eigen::ArrayXd mean, var;
       if (staged) {
-        s.cache_ = staged::forward_training(x, weight_, bias_, eps, y);
-        mean = to_array(s.cache_.mu);
-        var = to_array(s.cache_.var);
+        s.cache_ = detail::StagedBackend<T>::forward_training(x, weight_, bias_, eps, y);
+        mean = detail::StagedBackend<T>::mean(s.cache_);
+        var = detail::StagedBackend<T>::var(s.cache_);
       } else {
-        s.x_ = x;
         s.stats_ = fused::forward_training(x, weight_, bias_, eps, y);
         mean = s.stats_.mean;
         var = s.stats_.var;
@@ -135,10 +180,9 @@ class BatchNorm2d {
         update_running_stats(mean, var, x.n() * x.h() * x.w());
     } else {
       if (staged) {
-        s.cache_ =
-            staged::forward_inference(x, weight_, bias_, running_mean_, running_var_, eps, y);
+        s.cache_ = detail::StagedBackend<T>::forward_inference(x, weight_, bias_, running_mean_,
+                                                               running_var_, eps, y);
       } else {
-        s.x_ = x;
         s.running_mean_ = running_mean_;
         s.running_var_ = running_var_;
         fused::forward_inference(x, weight_, bias_, running_mean_, running_var_, eps, y);
@@ -151,10 +195,19 @@ class BatchNorm2d {
 
   /// dx = dL/dx for dy = dL/dy at the forward that returned `saved`; sets weight_grad() and
   /// bias_grad(). Validates everything first: on a throw, dx and all state are unchanged.
+  ///
+  /// dx must have a unique layout and either share no element with dy and the forward's x, or
+  /// be exactly one of them (in place, same results as out of place; after dx over x, `saved`
+  /// cannot serve another backward). A Saved from an in-place forward is rejected.
   void backward(const Saved& saved, NCHWView<const T> dy, NCHWView<T> dx) {
     check_channels("dy", dy);
     detail::check_shape("dy", dy, saved.shape_, "the shape of the forward's x");
     detail::check_same_shape("dx", dx, "dy", dy);
+    detail::require(!saved.in_place_,
+                    "saved comes from a forward that ran in place (y was x) and overwrote the x "
+                    "that backward needs: expected the Saved of a forward with a separate y");
+    detail::check_backward_output(dy, dx);
+    detail::check_no_partial_overlap("dx", dx, "the forward's x", saved.x_);
     check_state();
     const index_t p = options_.affine ? num_features_ : 0;
     if (dy.size() == 0) {
@@ -164,7 +217,7 @@ class BatchNorm2d {
     }
     Array dweight, dbias;
     if (saved.variant_ == Variant::staged)
-      staged::backward(saved.cache_, dy, dx, dweight, dbias);
+      detail::StagedBackend<T>::backward(saved.cache_, weight_, dy, dx, dweight, dbias);
     else if (saved.batch_statistics_)
       fused::backward(saved.x_, dy, weight_, saved.stats_, dx, dweight, dbias);
     else
@@ -175,6 +228,9 @@ class BatchNorm2d {
   }
 
  private:
+  template <class>
+  friend class mpi::SyncBatchNorm2d;
+
   bool uses_batch_statistics() const { return training_ || !options_.track_running_stats; }
 
   template <class U>
@@ -196,12 +252,6 @@ class BatchNorm2d {
     detail::check_size("running_var", running_var_.size(), r, why_r);
   }
 
-  static Eigen::ArrayXd to_array(const staged::Tensor1<T>& t) {
-    Eigen::ArrayXd a(t.size());
-    for (Eigen::Index i = 0; i < t.size(); ++i) a[i] = static_cast<double>(t(i));
-    return a;
-  }
-
   /// running = (1 - f) * running + f * batch, the variance made unbiased with M / (M - 1).
   void update_running_stats(const Eigen::ArrayXd& mean, const Eigen::ArrayXd& var, index_t m) {
     ++num_batches_tracked_;
@@ -220,4 +270,7 @@ class BatchNorm2d {
   std::int64_t num_batches_tracked_ = 0;
 };
 
+#ifdef BNORM_NO_STAGED
+}  // namespace no_staged
+#endif
 }  // namespace bnorm

@@ -11,9 +11,9 @@
 #include <string>
 #include <utility>
 
-#define BNORM_VERSION_MAJOR 0
-#define BNORM_VERSION_MINOR 1
-#define BNORM_VERSION_PATCH 0
+#define BNORM_VERSION_MAJOR 0  ///< bnorm's version: major
+#define BNORM_VERSION_MINOR 1  ///< bnorm's version: minor
+#define BNORM_VERSION_PATCH 0  ///< bnorm's version: patch
 
 namespace bnorm {
 
@@ -33,6 +33,7 @@ enum class Variant {
   fused,   ///< closed-form backward and one sweep per channel: the fast one
 };
 
+/// Writes "staged" or "fused".
 inline std::ostream& operator<<(std::ostream& out, Variant v) {
   return out << (v == Variant::staged ? "staged" : "fused");
 }

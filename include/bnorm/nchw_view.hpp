@@ -16,13 +16,18 @@ namespace bnorm {
 /// extents and strides count elements, not bytes. `T` may be const-qualified, and a view of `T`
 /// converts implicitly to a view of `const T`. Construction checks that extents are >= 0, that
 /// strides are >= 0, that data is non-null when the view is non-empty, and that neither the
-/// element count nor the largest offset overflows index_t.
+/// product of the nonzero extents (so no partial product such as N*H*W, even in an empty view)
+/// nor the largest offset overflows index_t.
+///
+/// A view passed as an output (y, dx) must moreover have a unique layout, no element reached by
+/// two indices, and must not partially overlap an input; inputs may repeat elements (a zero
+/// stride broadcasts). The rules are in detail/checks.hpp and the README's "Aliasing".
 template <class T>
 class NCHWView {
  public:
-  using element_type = T;
-  using value_type = std::remove_cv_t<T>;
-  using extents_type = std::array<index_t, 4>;
+  using element_type = T;                     ///< T, possibly const
+  using value_type = std::remove_cv_t<T>;     ///< T without const
+  using extents_type = std::array<index_t, 4>;  ///< extents or strides in N, C, H, W order
 
   /// An empty 0x0x0x0 view.
   NCHWView() = default;
@@ -53,23 +58,30 @@ class NCHWView {
         extents_{other.extent(0), other.extent(1), other.extent(2), other.extent(3)},
         strides_{other.stride(0), other.stride(1), other.stride(2), other.stride(3)} {}
 
+  /// Pointer to element (0, 0, 0, 0).
   T* data() const { return data_; }
+  /// Extent of rank r: 0 N, 1 C, 2 H, 3 W.
   index_t extent(int r) const { return extents_[static_cast<std::size_t>(r)]; }
+  /// Stride of rank r in elements: 0 N, 1 C, 2 H, 3 W.
   index_t stride(int r) const { return strides_[static_cast<std::size_t>(r)]; }
+  /// All four extents.
   const extents_type& extents() const { return extents_; }
+  /// All four strides.
   const extents_type& strides() const { return strides_; }
-  index_t n() const { return extents_[0]; }
-  index_t c() const { return extents_[1]; }
-  index_t h() const { return extents_[2]; }
-  index_t w() const { return extents_[3]; }
+  index_t n() const { return extents_[0]; }  ///< extent(0), the batch size N
+  index_t c() const { return extents_[1]; }  ///< extent(1), the channels C
+  index_t h() const { return extents_[2]; }  ///< extent(2), the height H
+  index_t w() const { return extents_[3]; }  ///< extent(3), the width W
   /// Number of elements, N*C*H*W.
   index_t size() const { return extents_[0] * extents_[1] * extents_[2] * extents_[3]; }
+  /// True when some extent is 0.
   bool empty() const { return size() == 0; }
 
   /// Offset of (n, c, h, w) from data(), in elements.
   index_t offset(index_t n, index_t c, index_t h, index_t w) const {
     return n * strides_[0] + c * strides_[1] + h * strides_[2] + w * strides_[3];
   }
+  /// Element (n, c, h, w); no bounds check.
   T& operator()(index_t n, index_t c, index_t h, index_t w) const {
     return data_[offset(n, c, h, w)];
   }
@@ -107,12 +119,15 @@ class NCHWView {
 
   void validate() const {
     check_extents(extents_);
-    index_t count = 1, last = 0;
+    // The product of the nonzero extents must fit, so that every partial product (N*H*W,
+    // H*W, ...) does too, even in an empty view.
+    index_t count = 1, nonzero = 1, last = 0;
     for (int r = 0; r < 4; ++r) {
       const auto i = static_cast<std::size_t>(r);
       detail::require(strides_[i] >= 0, "NCHWView stride ", r, " (", kAxis[r],
                       ") must be >= 0, got ", strides_[i]);
-      count = checked_mul(count, extents_[i]);
+      nonzero = checked_mul(nonzero, extents_[i] == 0 ? 1 : extents_[i]);
+      count *= extents_[i];  // 0 or equal to nonzero, so it fits
     }
     if (count == 0) return;
     // last = sum (extent - 1) * stride, the largest offset, must fit index_t too.

@@ -28,6 +28,7 @@ using Tensor4 = Eigen::Tensor<T, 4, Eigen::RowMajor>;
 /// A per-channel vector.
 template <class T>
 using Tensor1 = Eigen::Tensor<T, 1, Eigen::RowMajor>;
+/// The dimensions of a Tensor4.
 using Shape = Eigen::DSizes<Eigen::Index, 4>;
 
 /// The nodes of the graph: forward and local backward of each step.
@@ -48,6 +49,7 @@ Tensor4<T> broadcast(const Tensor1<T>& v, const Shape& shape) {
   return v.reshape(as_nchw).broadcast(repeat);
 }
 
+/// M = N*H*W, the values per channel, as a T.
 template <class T>
 T count_nhw(const Shape& shape) {
   return static_cast<T>(shape[0] * shape[2] * shape[3]);
@@ -55,6 +57,7 @@ T count_nhw(const Shape& shape) {
 
 /// Steps 1 and 4: out(c) = (1/M) sum_{n,h,w} t(n, c, h, w).
 struct ChannelMean {
+  /// out(c) = (1/M) sum_{n,h,w} t(n, c, h, w).
   template <class T>
   static Tensor1<T> forward(const Tensor4<T>& t) {
     return sum_nhw(t) / count_nhw<T>(t.dimensions());
@@ -70,6 +73,7 @@ struct ChannelMean {
 /// out = t + sign * v, v broadcast over C.
 template <int Sign>
 struct AddChannel {
+  /// out = t + sign * v, v broadcast over C.
   template <class T>
   static Tensor4<T> forward(const Tensor4<T>& t, const Tensor1<T>& v) {
     return t + static_cast<T>(Sign) * broadcast<T>(v, t.dimensions());
@@ -83,6 +87,7 @@ struct AddChannel {
 
 /// Step 3: out = t^2.
 struct Square {
+  /// out = t^2.
   template <class T>
   static Tensor4<T> forward(const Tensor4<T>& t) {
     return t.square();
@@ -96,6 +101,7 @@ struct Square {
 
 /// Step 5: out = sqrt(v + eps).
 struct SqrtEps {
+  /// out = sqrt(v + eps).
   template <class T>
   static Tensor1<T> forward(const Tensor1<T>& v, T eps) {
     return (v + eps).sqrt();
@@ -109,6 +115,7 @@ struct SqrtEps {
 
 /// Step 6: out = 1 / v.
 struct Reciprocal {
+  /// out = 1 / v.
   template <class T>
   static Tensor1<T> forward(const Tensor1<T>& v) {
     return v.inverse();
@@ -122,6 +129,7 @@ struct Reciprocal {
 
 /// Steps 7 (xhat = xmu * ivar) and 8 (gammax = gamma * xhat): out = t * v, v broadcast over C.
 struct MulChannel {
+  /// out = t * v, v broadcast over C.
   template <class T>
   static Tensor4<T> forward(const Tensor4<T>& t, const Tensor1<T>& v) {
     return t * broadcast<T>(v, t.dimensions());
@@ -143,11 +151,22 @@ struct Cache {
   /// statistics, constants of the forward (eval), so backward stops at step 7.
   bool batch_statistics = true;
   bool affine = true;  ///< false: gamma = 1, beta = 0 and no parameter gradients
-  T eps = T(0);
-  Tensor1<T> mu, var, sqrtvar, ivar, gamma, beta;  // steps 1, 4, 5, 6 and the parameters
-  Tensor4<T> xmu, sq, xhat, gammax, out;           // steps 2, 3, 7, 8, 9
+  T eps = T(0);        ///< added to var in step 5
+  Tensor1<T> mu;       ///< step 1: the mean (running_mean in eval)
+  Tensor1<T> var;      ///< step 4: the biased variance (running_var in eval)
+  Tensor1<T> sqrtvar;  ///< step 5: sqrt(var + eps)
+  Tensor1<T> ivar;     ///< step 6: 1 / sqrtvar
+  Tensor1<T> gamma;    ///< the weight (ones without affine)
+  Tensor1<T> beta;     ///< the bias (zeros without affine)
+  Tensor4<T> xmu;      ///< step 2: x - mu
+  Tensor4<T> sq;       ///< step 3: xmu^2 (not computed in eval)
+  Tensor4<T> xhat;     ///< step 7: xmu * ivar
+  Tensor4<T> gammax;   ///< step 8: gamma * xhat
+  Tensor4<T> out;      ///< step 9: gammax + beta, the output y
 
+  /// The forward's input shape, (N, C, H, W).
   Shape shape() const { return xmu.dimensions(); }
+  /// C.
   index_t channels() const { return static_cast<index_t>(mu.size()); }
 };
 
@@ -191,12 +210,28 @@ void normalise(Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
   k.out = nodes::AddChannel<+1>::forward<T>(k.gammax, k.beta);  // step 9
 }
 
+/// The cache of a forward over an empty x (mu and var set): the shapes and the per-channel
+/// steps, and no element (N may be huge when C or H*W is 0, so nothing loops over it).
+template <class T>
+void finish_empty(Cache<T>& k, const NCHWView<const T>& x,
+                  const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                  const Eigen::Array<T, Eigen::Dynamic, 1>& bias) {
+  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);
+  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);
+  k.affine = weight.size() != 0;
+  k.gamma = vector_or(weight, x.c(), T(1));
+  k.beta = vector_or(bias, x.c(), T(0));
+  const Tensor4<T> none(x.n(), x.c(), x.h(), x.w());
+  k.xmu = k.sq = k.xhat = k.gammax = k.out = none;
+}
+
 }  // namespace detail
 
 /// Training forward through the nine steps with batch statistics; writes out into y and returns
-/// the cache. weight and bias have C elements, or both 0 for affine = false. Throws
-/// bnorm::invalid_argument, before writing anything, on mismatched shapes or sizes, a negative
-/// or NaN eps, or M == 1.
+/// the cache. weight and bias have C elements, or both 0 for affine = false. y may be exactly x
+/// (in place: the cache keeps what backward needs). Throws bnorm::invalid_argument, before
+/// writing anything, on mismatched shapes or sizes, a y whose layout is not unique or that
+/// partially overlaps x, a negative or NaN eps, or M == 1.
 template <class T>
 Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
                           const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
@@ -205,6 +240,12 @@ Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyna
   bnorm::detail::check_training_count(x);
   Cache<T> k;
   k.eps = static_cast<T>(eps);
+  if (x.size() == 0) {  // statistics of no values: 0, as the fused variant reports them
+    k.mu = detail::vector_or(Eigen::Array<T, Eigen::Dynamic, 1>(), x.c(), T(0));
+    k.var = k.mu;
+    detail::finish_empty(k, x, weight, bias);
+    return k;
+  }
   const Tensor4<T> xt = detail::load(x);
   k.mu = nodes::ChannelMean::forward<T>(xt);             // step 1
   k.xmu = nodes::AddChannel<-1>::forward<T>(xt, k.mu);   // step 2
@@ -218,8 +259,9 @@ Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyna
 }
 
 /// Eval forward with running statistics: mu = running_mean and var = running_var are constants,
-/// steps 3 and 4 do not run. Throws bnorm::invalid_argument, before writing anything, on
-/// mismatched shapes or sizes or a negative or NaN eps.
+/// steps 3 and 4 do not run. y may be exactly x (in place). Throws bnorm::invalid_argument,
+/// before writing anything, on mismatched shapes or sizes, a y whose layout is not unique or
+/// that partially overlaps x, or a negative or NaN eps.
 template <class T>
 Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
                            const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
@@ -234,6 +276,10 @@ Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyn
   k.eps = static_cast<T>(eps);
   k.mu = detail::vector_or(running_mean, x.c(), T(0));
   k.var = detail::vector_or(running_var, x.c(), T(1));
+  if (x.size() == 0) {
+    detail::finish_empty(k, x, weight, bias);
+    return k;
+  }
   k.xmu = nodes::AddChannel<-1>::forward<T>(detail::load(x), k.mu);  // step 2
   k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);              // step 5
   k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);                 // step 6
@@ -242,22 +288,24 @@ Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyn
   return k;
 }
 
-/// Backward: walks the nodes from step 9 to step 0 with dout = dy. Writes dx and sets dweight
-/// and dbias to dgamma and dbeta (size 0 when the forward was not affine). Throws
-/// bnorm::invalid_argument, before writing anything, when dy or dx differ in shape from the
-/// cached forward.
+namespace detail {
+
+/// Steps 9 to 0 of the backward with weight `gamma`; the arguments are already checked.
 template <class T>
-void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+void backward_steps(const Cache<T>& k, const Tensor1<T>& gamma, NCHWView<const T> dy,
+                    NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                    Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
   using namespace nodes;
   const Shape s = k.shape();
-  bnorm::detail::check_shape("dy", dy, {s[0], s[1], s[2], s[3]}, "the shape of the forward's x");
-  bnorm::detail::check_same_shape("dx", dx, "dy", dy);
-  const Tensor4<T> dout = detail::load(dy);
-  auto [dgammax, dbeta] = AddChannel<+1>::backward<T>(dout);                 // step 9
-  auto [dxhat, dgamma] = MulChannel::backward<T>(k.xhat, k.gamma, dgammax);  // step 8
-  auto [dxmu1, divar] = MulChannel::backward<T>(k.xmu, k.ivar, dxhat);       // step 7
+  if (dy.size() == 0) {  // no element: gradients 0, as the fused variant gives
+    dweight.setZero(k.affine ? k.channels() : 0);
+    dbias.setZero(k.affine ? k.channels() : 0);
+    return;
+  }
+  const Tensor4<T> dout = load(dy);
+  auto [dgammax, dbeta] = AddChannel<+1>::backward<T>(dout);               // step 9
+  auto [dxhat, dgamma] = MulChannel::backward<T>(k.xhat, gamma, dgammax);  // step 8
+  auto [dxmu1, divar] = MulChannel::backward<T>(k.xmu, k.ivar, dxhat);     // step 7
   Tensor4<T> dxt = dxmu1;
   if (k.batch_statistics) {
     const Tensor1<T> dsqrtvar = Reciprocal::backward<T>(k.sqrtvar, divar);     // step 6
@@ -268,7 +316,7 @@ void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
     const Tensor4<T> dx2 = ChannelMean::backward<T>(dmu, s);                   // step 1
     dxt = dx1 + dx2;                                                           // step 0
   }
-  detail::store(dxt, dx);
+  store(dxt, dx);
   const index_t channels = k.affine ? k.channels() : 0;
   dweight.resize(channels);
   dbias.resize(channels);
@@ -276,6 +324,47 @@ void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
     dweight[c] = dgamma(c);
     dbias[c] = dbeta(c);
   }
+}
+
+template <class T>
+void check_backward(const Cache<T>& k, const NCHWView<const T>& dy, const NCHWView<T>& dx,
+                    const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                    const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  const Shape s = k.shape();
+  bnorm::detail::check_shape("dy", dy, {s[0], s[1], s[2], s[3]}, "the shape of the forward's x");
+  bnorm::detail::check_same_shape("dx", dx, "dy", dy);
+  bnorm::detail::check_backward_output(dy, dx);
+  bnorm::detail::check_distinct_arrays("dweight", dweight, "dbias", dbias);
+}
+
+}  // namespace detail
+
+/// Backward: walks the nodes from step 9 to step 0 with dout = dy. Writes dx and sets dweight
+/// and dbias to dgamma and dbeta (size 0 when the forward was not affine). dx may be exactly
+/// dy (in place). Throws bnorm::invalid_argument, before writing anything, when dy or dx differ
+/// in shape from the cached forward, dx's layout is not unique or dx partially overlaps dy, or
+/// dweight and dbias are the same array.
+template <class T>
+void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  detail::check_backward(k, dy, dx, dweight, dbias);
+  detail::backward_steps(k, k.gamma, dy, dx, dweight, dbias);
+}
+
+/// Backward as above with `weight` (C elements, or 0 for ones) in place of the forward's: the
+/// weight as it is when backward runs, which is what BatchNorm2d uses, like the fused variant.
+template <class T>
+void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+              NCHWView<const T> dy, NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  detail::check_backward(k, dy, dx, dweight, dbias);
+  if (weight.size() != 0)
+    bnorm::detail::check_size("weight", weight.size(), k.channels(), "the channels of x");
+  bnorm::detail::check_distinct_arrays("dweight", dweight, "weight", weight);
+  bnorm::detail::check_distinct_arrays("dbias", dbias, "weight", weight);
+  detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), dy, dx, dweight,
+                         dbias);
 }
 
 }  // namespace bnorm::staged

@@ -11,4 +11,7 @@ ensure_packages() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
-BNORM_BUILD_PACKAGES=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev)
+BNORM_BUILD_PACKAGES=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev libopenmpi-dev openmpi-bin pkg-config doxygen)
+# scripts/test's sanitizer, valgrind and libFuzzer runs: clang with its sanitizer and libFuzzer
+# runtimes (libclang-rt-dev), valgrind.
+BNORM_HARDENING_PACKAGES=(clang libclang-rt-dev valgrind)
