@@ -2,91 +2,13 @@
 // torch.nn.BatchNorm2d): every option combination, several training steps, then eval steps.
 // Both variants replay every case through BatchNorm2d and must match torch's outputs,
 // gradients and running statistics.
-#include <fstream>
-#include <map>
 #include <sstream>
 
+#include "golden_file.hpp"
 #include "test_support.hpp"
 
 namespace bnorm_test {
 namespace {
-
-struct GoldenStep {
-  bool train = true;
-  Shape shape{};
-  std::map<std::string, std::vector<double>> data;  // x, dy, y, dx, dweight, ...
-  long long batches = 0;
-};
-
-struct GoldenCase {
-  std::string name, dtype;
-  bnorm::Options options;
-  index_t features = 0;
-  std::vector<double> weight, bias;
-  std::vector<GoldenStep> steps;
-};
-
-std::vector<double> read_values(std::istream& in, index_t n) {
-  std::vector<double> v(static_cast<std::size_t>(n));
-  for (double& d : v) {
-    std::string token;
-    in >> token;
-    d = std::strtod(token.c_str(), nullptr);  // strtod reads nan and inf too
-  }
-  return v;
-}
-
-std::vector<GoldenCase> load_golden(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  std::string key;
-  int version = 0;
-  in >> key >> version;
-  EXPECT_EQ(key, "bnorm-golden");
-  EXPECT_EQ(version, 1);
-  std::vector<GoldenCase> cases;
-  while (in >> key) {
-    if (key == "torch") {
-      in >> key;
-    } else if (key == "case") {
-      cases.emplace_back();
-      in >> cases.back().name;
-    } else if (key == "dtype") {
-      in >> cases.back().dtype;
-    } else if (key == "options") {
-      std::string k, momentum;
-      int affine = 0, track = 0;
-      auto& o = cases.back().options;
-      in >> k >> o.eps >> k >> momentum >> k >> affine >> k >> track;
-      o.momentum = momentum == "none" ? std::nullopt : std::optional<double>(std::stod(momentum));
-      o.affine = affine != 0;
-      o.track_running_stats = track != 0;
-    } else if (key == "features") {
-      in >> cases.back().features;
-    } else if (key == "weight" || key == "bias") {
-      (key == "weight" ? cases.back().weight : cases.back().bias) =
-          read_values(in, cases.back().features);
-    } else if (key == "step") {
-      std::string mode;
-      in >> mode;
-      cases.back().steps.emplace_back();
-      cases.back().steps.back().train = mode == "train";
-    } else if (key == "x" || key == "dy" || key == "y" || key == "dx") {
-      auto& step = cases.back().steps.back();
-      in >> step.shape[0] >> step.shape[1] >> step.shape[2] >> step.shape[3];
-      step.data[key] = read_values(in, count(step.shape));
-    } else if (key == "dweight" || key == "dbias" || key == "running_mean" ||
-               key == "running_var") {
-      cases.back().steps.back().data[key] = read_values(in, cases.back().features);
-    } else if (key == "num_batches_tracked") {
-      in >> cases.back().steps.back().batches;
-    } else if (key != "endstep" && key != "endcase") {
-      ADD_FAILURE() << "unknown golden record " << key;
-      break;
-    }
-  }
-  return cases;
-}
 
 template <class T>
 std::vector<T> as(const std::vector<double>& v) {
