@@ -182,11 +182,14 @@ TEST(OutputViewRules, PartialOverlapTestAgainstBruteForce) {
                       bnorm::detail::check_no_partial_overlap("y", out, "x", in);
                     }) == "(no exception)";
     const bool share = brute_share(e, sa, a, sb, b);
-    const bool same = bnorm::detail::same_view(out, in);
+    // Worked out here, not by the library: the strides that matter (extent > 1) agree.
+    bool strides_agree = true;
+    for (std::size_t r = 0; r < 4; ++r) strides_agree &= e[r] == 1 || sa[r] == sb[r];
+    const bool same = strides_agree && a == b;
     if (share && !same) {
       ASSERT_FALSE(ok) << "accepted a partial overlap";
     }
-    if (bnorm::detail::same_strides(out, in)) {
+    if (strides_agree) {
       ASSERT_EQ(ok, same || !share) << to_string(e) << " " << to_string(sa) << " " << a - b;
       (ok ? same_stride_accepted : same_stride_rejected)++;
     } else {

@@ -52,6 +52,50 @@ TEST(Accuracy, Float32AgainstLongDoubleWithLargeOffsets) {
       }
 }
 
+// Float data whose sums, squares or products would overflow float (values near FLT_MAX,
+// deviations whose squares exceed it, dy * (x - mean) near it) and tiny spreads: every term is
+// accumulated in double, so both layouts still match the long-double reference.
+TEST(Accuracy, Float32ExtremeMagnitudes) {
+  struct Case {
+    double offset, scale, dy_scale;
+    bool check_dx;
+  };
+  // dx is not checked for spreads of 3e19: its x term's factor, about w |dy| / (var sqrt(M)),
+  // underflows float there (a known limit, docs/numerics.md).
+  const Case cases[] = {{1e38, 1.0, 1.0, true},   // sums of x overflow float
+                        {0.0, 3e19, 1.0, false},  // (x - mean)^2 overflows float
+                        {0.0, 1e10, 1e28, true},  // dy * (x - mean) ~ 1e38
+                        {1.0, 1e-12, 1.0, true}};
+  const Shape shapes[] = {{8, 3, 14, 14}, {2, 2, 60, 60}};
+  for (const Case& k : cases)
+    for (const Shape& s : shapes)
+      for (const Layout layout : {Layout::nchw, Layout::channels_last}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "offset " << k.offset << " scale " << k.scale << " dy scale " << k.dy_scale
+                     << " " << to_string(s) << " " << name(layout));
+        const auto x = random_values<float>(s, 21, k.offset, k.scale);
+        const auto dy = random_values<float>(s, 22, 0.0, k.dy_scale);
+        const Array<float> w = random_array<float>(s[1], 23, 0.5, 1.5);
+        const Array<float> b = random_array<float>(s[1], 24, -1, 1);
+        Buffer<float> xb(s, layout), yb(s, layout), dyb(s, layout), dxb(s, layout);
+        xb.set(x);
+        dyb.set(dy);
+        Array<float> dw, db;
+        const double eps = 1e-5 * k.scale * k.scale;  // eps in proportion to the variance
+        const auto stats = bnorm::fused::forward_training<float>(xb.cview(), w, b, eps, yb.view());
+        bnorm::fused::backward<float>(xb.cview(), dyb.cview(), w, stats, dxb.view(), dw, db);
+        const Reference ref = reference(s, x, dy, w, b, eps);
+        EXPECT_LE(rel_error(yb.values(), ref.y), 2e-6);
+        if (k.check_dx) {
+          EXPECT_LE(rel_error(dxb.values(), ref.dx), 2e-6);
+        }
+        EXPECT_LE(rel_error(stats.mean, ref.mean), 1e-6);
+        EXPECT_LE(rel_error(stats.var, ref.var), 1e-6);
+        EXPECT_LE(rel_error(dw, ref.dweight), 1e-5);
+        EXPECT_LE(rel_error(db, ref.dbias), 1e-5);
+      }
+}
+
 #if defined(_OPENMP)
 // Every pass of every reproducibility case gives the same bits with 1, 2 and 3 threads: the
 // reduction order depends on the shape only. Cases include C < threads and C > threads.

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -15,8 +16,17 @@
 #include "../nchw_view.hpp"
 #include "lane_sum.hpp"
 #include "parallel.hpp"
+#include "plane_kernels.hpp"
+#include "prefetch.hpp"
 #include "rows.hpp"
 #include "stream.hpp"
+
+// GCC notes that passing over-aligned packs "changed in GCC 4.6"; it concerns calls between
+// objects built by different compilers, never these inline functions.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 namespace bnorm::detail {
 
@@ -82,32 +92,6 @@ struct Plan {
   /// the caller spreads (block, chunk) items over the threads pass by pass.
   bool blocks_fill_threads() const { return blocks >= max_threads(); }
 };
-
-/// Asks for the `count` values at p ahead of their use: a short run of one image, whose
-/// successor the hardware prefetchers do not find: it is in the next image.
-template <class T>
-void prefetch_run(const T* p, index_t count) {
-  const char* b = reinterpret_cast<const char*>(p);
-  for (index_t i = 0; i < count * static_cast<index_t>(sizeof(T)); i += 64)
-    __builtin_prefetch(b + i, std::is_const_v<T> ? 0 : 1, 2);
-}
-
-/// How many images ahead to prefetch when each image contributes `run_bytes`: about 64 KiB in
-/// flight, enough to cover the memory latency of short runs.
-inline index_t prefetch_distance(index_t run_bytes) {
-  return std::clamp<index_t>(65536 / std::max<index_t>(run_bytes, 1), 1, 16);
-}
-
-/// Calls f(m) for the images to prefetch while working on image n of [n0, n1): all of the
-/// first `ahead` at the start, then one image `ahead` further on.
-template <class F>
-void prefetch_images(index_t n, index_t n0, index_t n1, index_t ahead, const F& f) {
-  if (n == n0) {
-    for (index_t m = n0 + 1; m < std::min(n1, n0 + 1 + ahead); ++m) f(m);
-  } else if (n + ahead < n1) {
-    f(n + ahead);
-  }
-}
 
 /// Asks for plane (n, c) of v ahead of its use, when the plane is one short contiguous row: the
 /// hardware prefetchers do not follow the jump from one image's planes to the next image's.
@@ -198,6 +182,29 @@ template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
                bool stream) {
+#if defined(BNORM_HAVE_PACKS)
+  if (planes_contiguous(x, y)) {
+    // y = ((x - hi) - lo) * a + b = (x - hi) * a + (b - lo * a): lo * a is small, so folding it
+    // into the offset (in double, rounded once) keeps the accuracy of the centred form.
+    std::vector<std::array<T, 3>> k(static_cast<std::size_t>(c1 - c0));
+    for (index_t c = c0; c < c1; ++c) {
+      const T hi = static_cast<T>(mean[c]);
+      const double lo = mean[c] - static_cast<double>(hi);
+      k[static_cast<std::size_t>(c - c0)] = {hi, static_cast<T>(scale[c]),
+                                             static_cast<T>(shift[c] - lo * scale[c])};
+    }
+    map_planes(
+        x.c(), c0, c1, n0, n1, stream, Planes<T>(y),
+        [&](index_t c) {
+          const std::array<T, 3> kc = k[static_cast<std::size_t>(c - c0)];
+          const T hi = kc[0], a = kc[1], b = kc[2];
+          // y = (x - hi) * a + b
+          return [hi, a, b](const auto& v) { return (v - hi) * a + b; };
+        },
+        Planes<const T>(x));
+    return;
+  }
+#endif
   const RowLayout layout(x, y);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
@@ -272,6 +279,31 @@ template <class T>
 void grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, const NCHWView<T>& dx,
                 index_t c0, index_t c1, index_t n0, index_t n1, const double* mean, const double* k,
                 const double* shift, const double* kc, bool stream) {
+#if defined(BNORM_HAVE_PACKS)
+  if (planes_contiguous(x, dy, dx)) {
+    // dx = (dy - shift) * k - ((x - hi) - lo) * kc = dy * k + (x - hi) * (-kc) + e with
+    // e = lo * kc - shift * k: the small terms folded into one offset, in double.
+    std::vector<std::array<T, 4>> t(static_cast<std::size_t>(c1 - c0));
+    for (index_t c = c0; c < c1; ++c) {
+      const T hi = static_cast<T>(mean[c]);
+      const double lo = mean[c] - static_cast<double>(hi);
+      t[static_cast<std::size_t>(c - c0)] = {hi, static_cast<T>(k[c]), static_cast<T>(-kc[c]),
+                                             static_cast<T>(lo * kc[c] - shift[c] * k[c])};
+    }
+    map_planes(
+        x.c(), c0, c1, n0, n1, stream, Planes<T>(dx),
+        [&](index_t c) {
+          const std::array<T, 4> tc = t[static_cast<std::size_t>(c - c0)];
+          const T hi = tc[0], tk = tc[1], nkc = tc[2], e = tc[3];
+          // dx = dy * k + ((x - hi) * (-kc) + e)
+          return [hi, tk, nkc, e](const auto& xv, const auto& dyv) {
+            return dyv * tk + ((xv - hi) * nkc + e);
+          };
+        },
+        Planes<const T>(x), Planes<const T>(dy));
+    return;
+  }
+#endif
   const RowLayout layout(x, dy, dx);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
@@ -296,6 +328,19 @@ void grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, const N
 template <class T>
 void scale_rows(const NCHWView<const T>& dy, const NCHWView<T>& dx, index_t c0, index_t c1,
                 index_t n0, index_t n1, const double* k, bool stream) {
+#if defined(BNORM_HAVE_PACKS)
+  if (planes_contiguous(dy, dx)) {
+    map_planes(
+        dy.c(), c0, c1, n0, n1, stream, Planes<T>(dx),
+        [&](index_t c) {
+          const T tk = static_cast<T>(k[c]);
+          // dx = dy * k
+          return [tk](const auto& dyv) { return dyv * tk; };
+        },
+        Planes<const T>(dy));
+    return;
+  }
+#endif
   const RowLayout layout(dy, dx);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
@@ -339,3 +384,7 @@ void for_each_elementwise_piece(const Plan& p, const F& f) {
 }
 
 }  // namespace bnorm::detail
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
