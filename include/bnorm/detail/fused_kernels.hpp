@@ -21,13 +21,6 @@
 #include "rows.hpp"
 #include "stream.hpp"
 
-// GCC notes that passing over-aligned packs "changed in GCC 4.6"; it concerns calls between
-// objects built by different compilers, never these inline functions.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace bnorm::detail {
 
 /// x - mean in T with the mean carried in more than T's precision: mean = hi + lo with
@@ -384,7 +377,3 @@ void for_each_elementwise_piece(const Plan& p, const F& f) {
 }
 
 }  // namespace bnorm::detail
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

@@ -39,16 +39,9 @@ struct Pack {
   typename VectorOf<T>::type v;
 
   friend Pack operator+(const Pack& a, const Pack& b) { return {a.v + b.v}; }
-  friend Pack operator-(const Pack& a, const Pack& b) { return {a.v - b.v}; }
-  friend Pack operator*(const Pack& a, const Pack& b) { return {a.v * b.v}; }
   friend Pack operator+(const Pack& a, T s) { return {a.v + s}; }
   friend Pack operator-(const Pack& a, T s) { return {a.v - s}; }
   friend Pack operator*(const Pack& a, T s) { return {a.v * s}; }
-  Pack& operator+=(const Pack& b) {
-    v += b.v;
-    return *this;
-  }
-  T operator[](index_t j) const { return v[j]; }
 };
 
 template <class T>

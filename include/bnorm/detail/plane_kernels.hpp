@@ -20,13 +20,6 @@
 #include "rows.hpp"
 #include "stream.hpp"
 
-// GCC notes that passing over-aligned packs "changed in GCC 4.6"; it concerns calls between
-// objects built by different compilers, never these inline functions.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace bnorm::detail {
 
 /// The (n, c) planes of a view whose planes are contiguous runs of H*W elements.
@@ -109,9 +102,5 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
 }
 
 }  // namespace bnorm::detail
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #endif
