@@ -12,6 +12,11 @@
 #define BNORM_HAVE_PACKS 1
 
 #include <cstring>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "../config.hpp"
 
@@ -54,6 +59,79 @@ inline Pack<T> load_pack(const T* p) {
 template <class T>
 inline void store_pack(T* p, const Pack<T>& a) {
   std::memcpy(p, &a.v, sizeof a.v);
+}
+
+/// Doubles in one native vector register of the target.
+#if defined(__AVX512F__)
+inline constexpr index_t kWideLanes = 8;
+#elif defined(__AVX__)
+inline constexpr index_t kWideLanes = 4;
+#else
+inline constexpr index_t kWideLanes = 2;
+#endif
+
+/// kWideLanes values of T: as doubles, one register.
+template <class T>
+struct NarrowOf {
+  typedef T type __attribute__((vector_size(kWideLanes * sizeof(T))));
+};
+using WideVec = NarrowOf<double>::type;
+
+/// 16 double lanes, the accumulators of the pack reductions, held as native registers: GCC keeps
+/// a generic vector wider than the target's registers (16 doubles) in memory, which would put
+/// every accumulation through a store and a reload.
+struct Wide {
+  static constexpr index_t kParts = kPackLanes / kWideLanes;
+  WideVec part[kParts];
+
+  friend Wide operator+(const Wide& a, const Wide& b) {
+    Wide r;
+    for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] + b.part[j];
+    return r;
+  }
+  friend Wide operator*(const Wide& a, const Wide& b) {
+    Wide r;
+    for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] * b.part[j];
+    return r;
+  }
+  friend Wide operator-(const Wide& a, double s) {
+    Wide r;
+    for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] - s;
+    return r;
+  }
+};
+
+/// p[0..16) in double (exact for float).
+template <class T>
+inline Wide load_wide(const T* p) {
+  Wide w;
+  for (index_t j = 0; j < Wide::kParts; ++j) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      // one instruction (GCC splits its generic conversion in halves when tuned for 256 bits);
+      // the zero-masked form, as the plain one trips a false GCC 12 -Wmaybe-uninitialized
+      w.part[j] = reinterpret_cast<WideVec>(
+          _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p + j * kWideLanes)));
+      continue;
+    }
+#endif
+    typename NarrowOf<T>::type n;
+    std::memcpy(&n, p + j * kWideLanes, sizeof n);
+    if constexpr (std::is_same_v<T, double>)
+      w.part[j] = n;
+    else
+      w.part[j] = __builtin_convertvector(n, WideVec);
+  }
+  return w;
+}
+
+/// The sum of the 16 lanes, added pairwise in a fixed order.
+inline double lane_total(const Wide& a) {
+  double t[kPackLanes];
+  std::memcpy(t, a.part, sizeof t);
+  for (index_t width = kPackLanes / 2; width > 0; width /= 2)
+    for (index_t j = 0; j < width; ++j) t[j] += t[j + width];
+  return t[0];
 }
 
 }  // namespace bnorm::detail

@@ -7,15 +7,24 @@
 
 #include "../config.hpp"
 
+/// Marks the functions that prefetch. GCC's interprocedural analysis takes a function whose only
+/// effect is a prefetch for one without effects and deletes its calls (no prefetch instruction
+/// was left in the kernels); forced inline, the prefetches stay in the callers' loops.
+#if defined(__GNUC__)
+#define BNORM_PREFETCHING inline __attribute__((always_inline))
+#else
+#define BNORM_PREFETCHING inline
+#endif
+
 namespace bnorm::detail {
 
 /// Asks for the `count` values at p ahead of their use: a short run of one image, whose
 /// successor the hardware prefetchers do not find: it is in the next image.
 template <class T>
-void prefetch_run(const T* p, index_t count) {
+BNORM_PREFETCHING void prefetch_run(const T* p, index_t count) {
   const char* b = reinterpret_cast<const char*>(p);
   for (index_t i = 0; i < count * static_cast<index_t>(sizeof(T)); i += 64)
-    __builtin_prefetch(b + i, std::is_const_v<T> ? 0 : 1, 2);
+    __builtin_prefetch(b + i, 0, 2);
 }
 
 /// How many images ahead to prefetch when each image contributes `run_bytes`: about 64 KiB in
