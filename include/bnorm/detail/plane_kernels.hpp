@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "../nchw_view.hpp"
@@ -75,16 +76,54 @@ class NextPlanes {
   std::array<const T*, K> next_{};
 };
 
+/// Collects a contiguous output run in a small L1 buffer laid over the run's cache lines, and
+/// writes each full buffer out with non-temporal stores. A run made of many short planes (a
+/// block's planes in one image) is streamed in whole lines, not plane by plane with partial
+/// lines at every plane boundary.
+template <class T>
+class StreamedRun {
+ public:
+  static constexpr index_t kBuffer = 1024;  // a multiple of a cache line's values
+
+  /// Starts a run at dst (flush the previous one first).
+  void start(T* dst) {
+    const auto offset = reinterpret_cast<std::uintptr_t>(dst) % 64;
+    const index_t lead = offset % sizeof(T) == 0 ? static_cast<index_t>(offset / sizeof(T)) : 0;
+    dst_ = dst;
+    base_ = -lead;
+    fill_ = lead;
+  }
+  /// Room for up to `want` next values of the run: returns where to put them and how many fit.
+  T* room(index_t want, index_t& got) {
+    if (fill_ == kBuffer) flush();
+    got = std::min(want, kBuffer - fill_);
+    T* p = buffer_ + fill_;
+    fill_ += got;
+    return p;
+  }
+  /// Writes out what the buffer holds.
+  void flush() {
+    const index_t skip = base_ < 0 ? -base_ : 0;  // slots before the run's start
+    if (fill_ > skip) copy_streaming(dst_ + base_ + skip, buffer_ + skip, fill_ - skip);
+    base_ += fill_;
+    fill_ = 0;
+  }
+
+ private:
+  alignas(64) T buffer_[kBuffer];
+  T* dst_ = nullptr;
+  index_t base_ = 0, fill_ = 0;
+};
+
 /// For channels [c0, c1) of `channels` and images [n0, n1): every element of out is
 /// value(c)(v...), v the same element of each input view. value(c) must accept packs and
-/// scalars. With `stream`, planes are computed into a buffer in L1 and copied out with
-/// non-temporal stores. An output may be one of the inputs (every element is read before it is
-/// written).
+/// scalars. With `stream`, outputs go through an L1 buffer and out with non-temporal stores, a
+/// block's planes of one image as one run when they are adjacent in memory. An output may be
+/// one of the inputs (every element is read before it is written).
 template <class T, class Value, class... P>
 void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
                 const Planes<T>& out, const Value& value, const P&... in) {
   const index_t len = out.len;
-  constexpr index_t kBuffer = 512;  // multiple of kPackLanes
   NextPlanes<std::remove_const_t<T>, sizeof...(P)> next(c0, c1, channels);
   // o[i] = f(in[i]...) for i in [0, m): packs, then the tail
   const auto compute = [&next](T* o, index_t i0, index_t m, const auto& f, const auto*... src) {
@@ -95,23 +134,31 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
     }
     for (; i < m; ++i) o[i] = f(src[i]...);
   };
+  if (!stream) {
+    for (index_t n = n0; n < n1; ++n)
+      for (index_t c = c0; c < c1; ++c) {
+        next.aim(n, n1, c, in...);
+        compute(out(n, c), 0, len, value(c), in(n, c)...);
+      }
+    return;
+  }
+  const bool adjacent = out.channel_stride == len;  // a block's planes in one image: one run
+  StreamedRun<T> run;
   for (index_t n = n0; n < n1; ++n)
     for (index_t c = c0; c < c1; ++c) {
       next.aim(n, n1, c, in...);
-      const auto f = value(c);
-      T* o = out(n, c);
-      if (!stream) {
-        compute(o, 0, len, f, in(n, c)...);
-        continue;
+      if (!adjacent || c == c0) {
+        if (n != n0 || c != c0) run.flush();
+        run.start(out(n, c));
       }
-      alignas(64) T buffer[kBuffer];
-      for (index_t i0 = 0; i0 < len; i0 += kBuffer) {
-        const index_t m = std::min(kBuffer, len - i0);
-        compute(buffer, i0, m, f, (in(n, c) + i0)...);
-        copy_streaming(o + i0, buffer, m);
+      const auto f = value(c);
+      for (index_t i0 = 0, m = 0; i0 < len; i0 += m) {
+        T* o = run.room(len - i0, m);
+        compute(o, i0, m, f, (in(n, c) + i0)...);
       }
     }
-  if (stream) streaming_fence();
+  run.flush();
+  streaming_fence();
 }
 
 /// Lanes of a plane's last pack that are new: a plane of len >= kPackLanes whose length is not a
