@@ -54,8 +54,14 @@ bool planes_contiguous(const V&... v) {
 template <class T, std::size_t K>
 class NextPlanes {
  public:
-  /// On when the block [c0, c1) does not span all `channels` (else NCHW memory is one run).
-  NextPlanes(index_t c0, index_t c1, index_t channels) : on_(c1 - c0 < channels) {}
+  static constexpr index_t kMaxRunBytes = 65536;
+
+  /// On when the block [c0, c1) does not span all `channels` (else NCHW memory is one run) and
+  /// its planes of one image, of `len` values each, make a run of at most kMaxRunBytes: longer
+  /// runs train the hardware prefetchers, and the extra instructions then cost more than the
+  /// jumps (normalising 32x2048x7x7 in blocks of 512 channels: 0.81 ms with, 0.59 without).
+  NextPlanes(index_t c0, index_t c1, index_t channels, index_t len)
+      : on_(c1 - c0 < channels && (c1 - c0) * len * index_t{sizeof(T)} <= kMaxRunBytes) {}
 
   /// Aims at plane (n + 1, c) of each input, or at nothing when n + 1 is past the range.
   template <class... P>
@@ -124,7 +130,7 @@ template <class T, class Value, class... P>
 void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
                 const Planes<T>& out, const Value& value, const P&... in) {
   const index_t len = out.len;
-  NextPlanes<std::remove_const_t<T>, sizeof...(P)> next(c0, c1, channels);
+  NextPlanes<std::remove_const_t<T>, sizeof...(P)> next(c0, c1, channels, len);
   // o[i] = f(in[i]...) for i in [0, m): packs, then the tail
   const auto compute = [&next](T* o, index_t i0, index_t m, const auto& f, const auto*... src) {
     index_t i = 0;
@@ -184,7 +190,7 @@ void reduce_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t
   const index_t last = len - kPackLanes;  // >= 0
   const bool tail = len % kPackLanes != 0;
   const Wide keep = tail_keep(len);
-  NextPlanes<T, 1 + sizeof...(P)> next(c0, c1, channels);
+  NextPlanes<T, 1 + sizeof...(P)> next(c0, c1, channels, len);
   for (index_t n = n0; n < n1; ++n)
     for (index_t c = c0; c < c1; ++c) {
       next.aim(n, n1, c, first, rest...);
