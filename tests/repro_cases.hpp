@@ -28,6 +28,9 @@ inline std::vector<ReproCase> repro_cases() {
       {{8, 3, 7, 7}, false},      // span blocks
       {{32, 70, 7, 7}, false},    // several span blocks
       {{16, 9, 14, 14}, true},    // channels_last, small planes
+      {{6, 40, 28, 28}, true},    // channels_last vectorised along C: one image per item,
+                                  // 40 channels (the last group of 16 overlaps)
+      {{33, 20, 1, 1}, true},     // channels_last vectorised, H = W = 1
       {{3, 5, 56, 56}, false},    // C > threads
   };
 }

@@ -50,34 +50,54 @@ TYPED_TEST(Fused, StatisticsMatchTheReference) {
                 1e-13);
 }
 
-// The one-pass statistics of NCHW planes shift by the mean of a chunk's first 16 values. When
+// The one-pass statistics shift each channel by the mean of a chunk's first 16 values. When
 // those sit far from the channel's mean the shifted sums would cancel, so the kernel redoes the
 // channel with two passes: bit for bit the two-pass result. Channel 1's first 16 values are 1e4
-// away from the rest (a cancellation factor of about 72, over the limit of 16); channels 0 and 2
-// are ordinary and stay on the one-pass path. All match the long-double reference.
-TYPED_TEST(Fused, ShiftedStatisticsFallBackToTwoPasses) {
-  using T = TypeParam;
-  const Shape s{32, 3, 6, 6};
+// away from the rest (a cancellation factor of 18 or more, over the limit of 16); the other
+// channels are ordinary and stay on the one-pass path. All match the long-double reference.
+// `shifted` runs the one-pass kernel of the layout over all channels and images.
+template <class T, class F>
+void expect_fallback_to_two_passes(const Shape& s, Layout layout, const F& shifted_moments) {
+  const auto channels = static_cast<std::size_t>(s[1]);
   auto x = random_values<T>(s, 31);
   const index_t plane = s[2] * s[3];
   for (index_t i = 0; i < 16; ++i) x[static_cast<std::size_t>(plane + i)] += static_cast<T>(1e4);
-  Buffer<T> xb(s);
+  Buffer<T> xb(s, layout);
   xb.set(x);
-  std::vector<bnorm::detail::Moments> shifted(3), two_pass(3);
-  bnorm::detail::chunk_moments<T>(xb.cview(), 0, 3, 0, s[0], shifted.data());
-  bnorm::detail::two_pass_moments<T>(xb.cview(), 0, 3, 0, s[0], two_pass.data());
+  std::vector<bnorm::detail::Moments> shifted(channels), two_pass(channels);
+  shifted_moments(xb.cview(), shifted.data());
+  bnorm::detail::two_pass_moments<T>(xb.cview(), 0, s[1], 0, s[0], two_pass.data());
   EXPECT_EQ(shifted[1].mean, two_pass[1].mean);
   EXPECT_EQ(shifted[1].m2, two_pass[1].m2);
-  const Array<T> w = Array<T>::Ones(3), b = Array<T>::Zero(3);
+  const Array<T> w = Array<T>::Ones(s[1]), b = Array<T>::Zero(s[1]);
   const Reference ref = reference(s, x, x, w, b, 1e-5);
-  for (std::size_t c = 0; c < 3; ++c) {
-    const double n = static_cast<double>(shifted[c].count);
+  for (std::size_t c = 0; c < channels; ++c) {
+    const double n = shifted[c].count;
     EXPECT_EQ(n, static_cast<double>(s[0] * plane));
     const auto mean = static_cast<double>(ref.mean[c]), var = static_cast<double>(ref.var[c]);
     EXPECT_LE(std::abs(shifted[c].mean - mean), 1e-14 * (std::abs(mean) + std::sqrt(var)))
         << "channel " << c;
     EXPECT_LE(std::abs(shifted[c].m2 / n - var), 1e-13 * var) << "channel " << c;
   }
+}
+
+// NCHW planes of at least 16 values.
+TYPED_TEST(Fused, ShiftedStatisticsFallBackToTwoPasses) {
+  using T = TypeParam;
+  const Shape s{32, 3, 6, 6};
+  expect_fallback_to_two_passes<T>(s, Layout::nchw, [&](const auto& x, auto* out) {
+    bnorm::detail::chunk_moments<T>(x, 0, s[1], 0, s[0], out);
+  });
+}
+
+// Channels-last with at least 16 channels, vectorised along C.
+TYPED_TEST(Fused, ChannelsLastShiftedStatisticsFallBackToTwoPasses) {
+  using T = TypeParam;
+  const Shape s{8, 20, 6, 6};
+  expect_fallback_to_two_passes<T>(s, Layout::channels_last, [&](const auto& x, auto* out) {
+    ASSERT_TRUE(bnorm::detail::by_pixels(x));
+    bnorm::detail::pixel_moments<T>(x, 0, s[0], out);
+  });
 }
 
 // In training, per channel: sum dx = 0, and sum dx * xhat = k * eps / (var + eps) * sum dy * xhat

@@ -96,7 +96,7 @@ BatchStatistics forward_training(NCHWView<const T> x,
     k.a[c] = s.invstd[c] * detail::weight_at(weight, c);
     k.b[c] = detail::bias_at(bias, c);
   };
-  if (plan.blocks_fill_threads()) {
+  if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x)) {
     // Each block: statistics chunk by chunk, then its normalisation while x is in cache.
     bnorm::detail::parallel_for(plan.blocks, [&](index_t b) {
       const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
@@ -113,7 +113,8 @@ BatchStatistics forward_training(NCHWView<const T> x,
                                k.b.data(), plan.stream);
     });
   } else {
-    // Fewer blocks than threads: spread the chunks of each pass instead (same arithmetic).
+    // Fewer blocks than threads, or channels-last: the statistics of all channels, then the
+    // normalisation spread over images (same arithmetic as the blocks for NCHW).
     bnorm::detail::channel_moments(x, plan, moments.data());
     for (index_t c = 0; c < channels; ++c) finish(c);
     bnorm::detail::for_each_elementwise_piece(
@@ -185,7 +186,7 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
     detail::backward_constants(stats.invstd[c], detail::weight_at(weight, c), sum_dy[c],
                                sum_dy_xmu[c], m, k.a[c], k.c[c], k.d[c]);
   };
-  if (plan.blocks_fill_threads()) {
+  if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x, dy)) {
     bnorm::detail::parallel_for(plan.blocks, [&](index_t b) {
       const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
       std::vector<double> part_dy(static_cast<std::size_t>(c1 - c0)), part_dy_xmu(part_dy.size());

@@ -10,12 +10,14 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "../nchw_view.hpp"
 #include "lane_sum.hpp"
 #include "parallel.hpp"
+#include "pixel_kernels.hpp"
 #include "plane_kernels.hpp"
 #include "prefetch.hpp"
 #include "rows.hpp"
@@ -65,6 +67,7 @@ struct Plan {
   index_t images = 0, channels = 0;
   index_t images_per_chunk = 1, chunks = 0;  // the arithmetic: chunks of whole images
   index_t block = 1, blocks = 0;             // channels processed together: locality only
+  index_t images_per_item = 1;               // channels-last reductions: images per item
   bool stream = false;                       // non-temporal output stores
 
   template <class T>
@@ -84,6 +87,9 @@ struct Plan {
       block = std::max<index_t>(1, (channels + want - 1) / want);
     }
     blocks = (channels + block - 1) / block;
+    // Channels-last items hold all channels of whole images, about kChunkValues values.
+    images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
+                                          std::max<index_t>(images, 1));
     stream = static_cast<std::size_t>(x.size()) * element_size >= kStreamingBytes;
   }
 
@@ -91,6 +97,9 @@ struct Plan {
   index_t block_end(index_t b) const { return std::min(channels, (b + 1) * block); }
   index_t chunk_begin(index_t k) const { return k * images_per_chunk; }
   index_t chunk_end(index_t k) const { return std::min(images, (k + 1) * images_per_chunk); }
+  index_t items() const { return (images + images_per_item - 1) / images_per_item; }
+  index_t item_begin(index_t k) const { return k * images_per_item; }
+  index_t item_end(index_t k) const { return std::min(images, (k + 1) * images_per_item); }
   /// Enough blocks to keep every thread busy: run each block's passes back to back. Otherwise
   /// the caller spreads (block, chunk) items over the threads pass by pass.
   bool blocks_fill_threads() const { return blocks >= max_threads(); }
@@ -164,8 +173,7 @@ void two_pass_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_
 #if defined(BNORM_HAVE_PACKS)
 /// S1 = sum d and S2 = sum d^2 of one channel, d = x - shift, in 16 double lanes.
 struct ShiftedSums {
-  Wide s1{}, s2{};
-  double shift = 0;
+  Wide s1{}, s2{}, shift{};  // shift: one per lane (NHWC) or the same in all (NCHW)
 
   template <class T>
   void add(const T* x) {
@@ -183,14 +191,26 @@ struct ShiftedSums {
   }
 };
 
+/// Moments of channel c over images [n0, n1) from its shifted sums s1 = sum (x - shift) and
+/// s2 = sum (x - shift)^2 over `count` values: mean = shift + s1 / n, M2 = s2 - s1^2 / n. The
+/// subtraction loses log2(s2 / M2) bits; over 4 (the shift more than about 3.9 standard
+/// deviations from the mean) the channel is redone with the two-pass rows instead.
+template <class T>
+void finish_shifted(const NCHWView<const T>& x, index_t c, index_t n0, index_t n1, double count,
+                    double shift, double s1, double s2, Moments* out) {
+  const double d = s1 / count;
+  // Written so that NaN also takes the fallback.
+  if (s1 * d <= s2 * (15.0 / 16.0))
+    *out = {count, shift + d, s2 - s1 * d};
+  else
+    two_pass_moments(x, c, c + 1, n0, n1, out);
+}
+
 /// One-pass moments of channels [c0, c1) over images [n0, n1), for views whose planes are
-/// contiguous runs of at least kPackLanes values. With K the mean of the first kPackLanes values
-/// of the chunk's first plane and d = x - K (in double):
-///   mean = K + S1 / n,   M2 = S2 - S1^2 / n,   S1 = sum d,  S2 = sum d^2.
-/// The subtraction loses log2(S2 / M2) bits. When that would exceed 4 bits (K more than about
-/// 3.9 standard deviations from the mean, which a 16-value sample mean of one chunk is only for
-/// strongly structured data) the channel is redone with the two-pass rows. The choice depends on
-/// the data and the shape only, never on threads.
+/// contiguous runs of at least kPackLanes values: S1 = sum d and S2 = sum d^2 with d = x - K in
+/// double, K the mean of the first kPackLanes values of the chunk's first plane, turned into
+/// moments by finish_shifted (a 16-value sample mean of one chunk falls back to two passes only
+/// for strongly structured data). The choice depends on the data and the shape, never on threads.
 template <class T>
 void shifted_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t n0, index_t n1,
                      Moments* out) {
@@ -198,19 +218,60 @@ void shifted_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t
   const double count = static_cast<double>((n1 - n0) * planes.len);
   std::vector<ShiftedSums> acc(static_cast<std::size_t>(c1 - c0));
   for (index_t c = c0; c < c1; ++c)
-    acc[c - c0].shift = lane_total(load_wide(planes(n0, c))) / kPackLanes;
+    acc[c - c0].shift = broadcast(lane_total(load_wide(planes(n0, c))) / kPackLanes);
   reduce_planes(x.c(), c0, c1, n0, n1, acc.data(), planes);
   for (index_t c = c0; c < c1; ++c) {
     const ShiftedSums& a = acc[c - c0];
-    const double s1 = lane_total(a.s1), s2 = lane_total(a.s2), d = s1 / count;
-    // Written so that NaN also takes the fallback.
-    if (s1 * d <= s2 * (15.0 / 16.0))
-      out[c - c0] = {count, a.shift + d, s2 - s1 * d};
-    else
-      two_pass_moments(x, c, c + 1, n0, n1, out + (c - c0));
+    finish_shifted(x, c, n0, n1, count, lane(a.shift, 0), lane_total(a.s1), lane_total(a.s2),
+                   out + (c - c0));
   }
 }
 #endif
+
+#if defined(BNORM_HAVE_PACKS)
+/// Channels-last: the moments of every channel of x over images [n0, n1) into out[c], in one
+/// shifted pass vectorised along C (see shifted_moments; K of a channel is the mean of its
+/// first min(16, pixels) values in (n, h, w) order).
+template <class T>
+void pixel_moments(const NCHWView<const T>& x, index_t n0, index_t n1, Moments* out) {
+  const index_t channels = x.c(), plane = x.h() * x.w();
+  const index_t pixels = (n1 - n0) * plane, sample = std::min<index_t>(kPackLanes, pixels);
+  std::vector<double> shift(static_cast<std::size_t>(channels), 0.0);
+  for (index_t i = 0; i < sample; ++i) {
+    const index_t n = n0 + i / plane, h = i % plane / x.w(), w = i % x.w();
+    for (index_t c = 0; c < channels; ++c) shift[c] += static_cast<double>(x(n, c, h, w));
+  }
+  const index_t groups = pixel_groups(0, channels);
+  std::vector<ShiftedSums> acc(static_cast<std::size_t>(groups));
+  for (index_t g = 0; g < groups; ++g) {
+    double k[kPackLanes];
+    for (index_t j = 0; j < kPackLanes; ++j) k[j] = shift[group_start(0, channels, g) + j] / sample;
+    acc[g].shift = load_wide(k);
+  }
+  reduce_pixels(0, channels, n0, n1, acc.data(), x);
+  for (index_t c = 0; c < channels; ++c) {
+    const index_t g = group_of(0, channels, c), j = c - group_start(0, channels, g);
+    const ShiftedSums& a = acc[g];
+    finish_shifted(x, c, n0, n1, static_cast<double>(pixels), lane(a.shift, j), lane(a.s1, j),
+                   lane(a.s2, j), out + c);
+  }
+}
+
+#endif
+
+/// True when reductions over x (and the other views) go through the channels-last kernels:
+/// their channels are contiguous and x's planes are not (or are shorter than a pack, as when
+/// H = W = 1).
+template <class T, class... V>
+bool by_pixels(const NCHWView<T>& x, const V&... v) {
+#if defined(BNORM_HAVE_PACKS)
+  return pixels_contiguous(x, v...) && !(planes_contiguous(x) && x.h() * x.w() >= kPackLanes);
+#else
+  (void)x;
+  ((void)v, ...);
+  return false;
+#endif
+}
 
 /// Moments of channels [c0, c1) over images [n0, n1) into out[c - c0]: one shifted pass over
 /// NCHW planes of at least kPackLanes values, two passes over rows otherwise.
@@ -231,6 +292,21 @@ void chunk_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t n
 template <class T>
 void channel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
   if (p.chunks == 0) return;
+#if defined(BNORM_HAVE_PACKS)
+  if (by_pixels(x)) {  // channels-last: items of whole images, merged in image order
+    const auto channels = static_cast<std::size_t>(p.channels);
+    std::vector<Moments> parts(channels * static_cast<std::size_t>(p.items()));
+    parallel_for(p.items(), [&](index_t k) {
+      pixel_moments(x, p.item_begin(k), p.item_end(k),
+                    &parts[static_cast<std::size_t>(k) * channels]);
+    });
+    for (std::size_t c = 0; c < channels; ++c) {
+      out[c] = Moments{};
+      for (std::size_t k = 0; k < parts.size(); k += channels) out[c].merge(parts[k + c]);
+    }
+    return;
+  }
+#endif
   std::vector<Moments> parts(static_cast<std::size_t>(p.channels * p.chunks));
   auto part = [&](index_t c, index_t k) {
     return &parts[static_cast<std::size_t>(k * p.channels + c)];
@@ -246,32 +322,73 @@ void channel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
   }
 }
 
+#if defined(BNORM_HAVE_PACKS)
+/// Per-channel constants of an elementwise pass: k[j][c - c0] is constant j of channel c.
+template <class T, std::size_t K>
+using ChannelConstants = std::array<std::vector<T>, K>;
+
+/// out = f(in..., k...) on channels [c0, c1), images [n0, n1), on a pack path: over NCHW planes
+/// with the constants k of each channel as scalars, or over channels-last pixels with them as
+/// packs of 16 channels. f is one formula for scalars and packs. False when neither path
+/// applies (the caller runs its row loops).
+template <class T, std::size_t K, class F, class... V>
+bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
+                  const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
+                  const V&... in) {
+  const auto with = [&f](const auto& kc) {
+    return [kc, &f](const auto&... v) {
+      return std::apply([&](const auto&... s) { return f(v..., s...); }, kc);
+    };
+  };
+  if (planes_contiguous(out, in...)) {
+    map_planes(
+        out.c(), c0, c1, n0, n1, stream, Planes<T>(out),
+        [&](index_t c) {
+          std::array<T, K> kc;
+          for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
+          return with(kc);
+        },
+        Planes<const T>(in)...);
+    return true;
+  }
+  if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {
+    map_pixels(
+        c0, c1, n0, n1, out,
+        [&](index_t cg) {
+          std::array<Pack<T>, K> kc;
+          for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(k[j].data() + (cg - c0));
+          return with(kc);
+        },
+        in...);
+    return true;
+  }
+  return false;
+}
+#endif
+
 /// y = ((x - hi) - lo) * scale + shift on channels [c0, c1), images [n0, n1).
 template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
                bool stream) {
 #if defined(BNORM_HAVE_PACKS)
-  if (planes_contiguous(x, y)) {
+  {
     // y = ((x - hi) - lo) * a + b = (x - hi) * a + (b - lo * a): lo * a is small, so folding it
     // into the offset (in double, rounded once) keeps the accuracy of the centred form.
-    std::vector<std::array<T, 3>> k(static_cast<std::size_t>(c1 - c0));
+    ChannelConstants<T, 3> k;  // hi, a, b - lo * a
+    for (auto& v : k) v.resize(static_cast<std::size_t>(c1 - c0));
     for (index_t c = c0; c < c1; ++c) {
-      const T hi = static_cast<T>(mean[c]);
-      const double lo = mean[c] - static_cast<double>(hi);
-      k[static_cast<std::size_t>(c - c0)] = {hi, static_cast<T>(scale[c]),
-                                             static_cast<T>(shift[c] - lo * scale[c])};
+      const auto i = static_cast<std::size_t>(c - c0);
+      k[0][i] = static_cast<T>(mean[c]);
+      const double lo = mean[c] - static_cast<double>(k[0][i]);
+      k[1][i] = static_cast<T>(scale[c]);
+      k[2][i] = static_cast<T>(shift[c] - lo * scale[c]);
     }
-    map_planes(
-        x.c(), c0, c1, n0, n1, stream, Planes<T>(y),
-        [&](index_t c) {
-          const std::array<T, 3> kc = k[static_cast<std::size_t>(c - c0)];
-          const T hi = kc[0], a = kc[1], b = kc[2];
-          // y = (x - hi) * a + b
-          return [hi, a, b](const auto& v) { return (v - hi) * a + b; };
-        },
-        Planes<const T>(x));
-    return;
+    // y = (x - hi) * a + b
+    const auto y_of = [](const auto& v, const auto& hi, const auto& a, const auto& b) {
+      return (v - hi) * a + b;
+    };
+    if (map_channels(c0, c1, n0, n1, stream, y, k, y_of, x)) return;
   }
 #endif
   const RowLayout layout(x, y);
@@ -295,8 +412,7 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
 #if defined(BNORM_HAVE_PACKS)
 /// sum dy and sum dy * (x - mean) of one channel in 16 double lanes.
 struct GradSums {
-  Wide dy{}, dy_xmu{};
-  double mean = 0;
+  Wide dy{}, dy_xmu{}, mean{};  // mean: one per lane (NHWC) or the same in all (NCHW)
 
   template <class T>
   void add(const T* x, const T* g) {
@@ -313,6 +429,22 @@ struct GradSums {
     dy_xmu = dy_xmu + gw * (load_wide(x) - mean);
   }
 };
+
+/// Channels-last: sum dy and sum dy * (x - mean) of every channel over images [n0, n1) into
+/// sum_dy[c] and sum_dy_xmu[c], vectorised along C.
+template <class T>
+void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t n0,
+                     index_t n1, const double* mean, double* sum_dy, double* sum_dy_xmu) {
+  const index_t channels = x.c(), groups = pixel_groups(0, channels);
+  std::vector<GradSums> acc(static_cast<std::size_t>(groups));
+  for (index_t g = 0; g < groups; ++g) acc[g].mean = load_wide(mean + group_start(0, channels, g));
+  reduce_pixels(0, channels, n0, n1, acc.data(), x, dy);
+  for (index_t c = 0; c < channels; ++c) {
+    const index_t g = group_of(0, channels, c), j = c - group_start(0, channels, g);
+    sum_dy[c] = lane(acc[g].dy, j);
+    sum_dy_xmu[c] = lane(acc[g].dy_xmu, j);
+  }
+}
 #endif
 
 /// Per-chunk backward sums of channels [c0, c1), images [n0, n1), in double:
@@ -324,7 +456,7 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
 #if defined(BNORM_HAVE_PACKS)
   if (planes_contiguous(x, dy) && x.h() * x.w() >= kPackLanes) {
     std::vector<GradSums> acc(static_cast<std::size_t>(c1 - c0));
-    for (index_t c = c0; c < c1; ++c) acc[c - c0].mean = mean[c];
+    for (index_t c = c0; c < c1; ++c) acc[c - c0].mean = broadcast(mean[c]);
     reduce_planes(x.c(), c0, c1, n0, n1, acc.data(), Planes<const T>(x), Planes<const T>(dy));
     for (index_t c = c0; c < c1; ++c) {
       sum_dy[c - c0] = lane_total(acc[c - c0].dy);
@@ -364,6 +496,22 @@ void channel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, 
   std::fill(sum_dy, sum_dy + p.channels, 0.0);
   std::fill(sum_dy_xmu, sum_dy_xmu + p.channels, 0.0);
   if (p.chunks == 0) return;
+#if defined(BNORM_HAVE_PACKS)
+  if (by_pixels(x, dy)) {  // channels-last: added in image order
+    const auto channels = static_cast<std::size_t>(p.channels);
+    std::vector<double> parts(2 * channels * static_cast<std::size_t>(p.items()));
+    parallel_for(p.items(), [&](index_t k) {
+      double* part = &parts[2 * channels * static_cast<std::size_t>(k)];
+      pixel_grad_sums(x, dy, p.item_begin(k), p.item_end(k), mean, part, part + channels);
+    });
+    for (std::size_t k = 0; k < parts.size(); k += 2 * channels)
+      for (std::size_t c = 0; c < channels; ++c) {
+        sum_dy[c] += parts[k + c];
+        sum_dy_xmu[c] += parts[k + channels + c];
+      }
+    return;
+  }
+#endif
   std::vector<double> parts(static_cast<std::size_t>(2 * p.channels * p.chunks));
   auto part = [&](index_t k) { return parts.data() + 2 * k * p.channels; };
   parallel_for(p.blocks * p.chunks, [&](index_t item) {
@@ -385,28 +533,24 @@ void grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, const N
                 index_t c0, index_t c1, index_t n0, index_t n1, const double* mean, const double* k,
                 const double* shift, const double* kc, bool stream) {
 #if defined(BNORM_HAVE_PACKS)
-  if (planes_contiguous(x, dy, dx)) {
+  {
     // dx = (dy - shift) * k - ((x - hi) - lo) * kc = dy * k + (x - hi) * (-kc) + e with
     // e = lo * kc - shift * k: the small terms folded into one offset, in double.
-    std::vector<std::array<T, 4>> t(static_cast<std::size_t>(c1 - c0));
+    ChannelConstants<T, 4> t;  // hi, k, -kc, e
+    for (auto& v : t) v.resize(static_cast<std::size_t>(c1 - c0));
     for (index_t c = c0; c < c1; ++c) {
-      const T hi = static_cast<T>(mean[c]);
-      const double lo = mean[c] - static_cast<double>(hi);
-      t[static_cast<std::size_t>(c - c0)] = {hi, static_cast<T>(k[c]), static_cast<T>(-kc[c]),
-                                             static_cast<T>(lo * kc[c] - shift[c] * k[c])};
+      const auto i = static_cast<std::size_t>(c - c0);
+      t[0][i] = static_cast<T>(mean[c]);
+      const double lo = mean[c] - static_cast<double>(t[0][i]);
+      t[1][i] = static_cast<T>(k[c]);
+      t[2][i] = static_cast<T>(-kc[c]);
+      t[3][i] = static_cast<T>(lo * kc[c] - shift[c] * k[c]);
     }
-    map_planes(
-        x.c(), c0, c1, n0, n1, stream, Planes<T>(dx),
-        [&](index_t c) {
-          const std::array<T, 4> tc = t[static_cast<std::size_t>(c - c0)];
-          const T hi = tc[0], tk = tc[1], nkc = tc[2], e = tc[3];
-          // dx = dy * k + ((x - hi) * (-kc) + e)
-          return [hi, tk, nkc, e](const auto& xv, const auto& dyv) {
-            return dyv * tk + ((xv - hi) * nkc + e);
-          };
-        },
-        Planes<const T>(x), Planes<const T>(dy));
-    return;
+    // dx = dy * k + ((x - hi) * (-kc) + e)
+    const auto dx_of = [](const auto& xv, const auto& dyv, const auto& hi, const auto& tk,
+                          const auto& nkc,
+                          const auto& e) { return dyv * tk + ((xv - hi) * nkc + e); };
+    if (map_channels(c0, c1, n0, n1, stream, dx, t, dx_of, x, dy)) return;
   }
 #endif
   const RowLayout layout(x, dy, dx);
@@ -434,16 +578,13 @@ template <class T>
 void scale_rows(const NCHWView<const T>& dy, const NCHWView<T>& dx, index_t c0, index_t c1,
                 index_t n0, index_t n1, const double* k, bool stream) {
 #if defined(BNORM_HAVE_PACKS)
-  if (planes_contiguous(dy, dx)) {
-    map_planes(
-        dy.c(), c0, c1, n0, n1, stream, Planes<T>(dx),
-        [&](index_t c) {
-          const T tk = static_cast<T>(k[c]);
-          // dx = dy * k
-          return [tk](const auto& dyv) { return dyv * tk; };
-        },
-        Planes<const T>(dy));
-    return;
+  {
+    ChannelConstants<T, 1> t;
+    t[0].resize(static_cast<std::size_t>(c1 - c0));
+    for (index_t c = c0; c < c1; ++c) t[0][static_cast<std::size_t>(c - c0)] = static_cast<T>(k[c]);
+    // dx = dy * k
+    const auto dx_of = [](const auto& dyv, const auto& tk) { return dyv * tk; };
+    if (map_channels(c0, c1, n0, n1, stream, dx, t, dx_of, dy)) return;
   }
 #endif
   const RowLayout layout(dy, dx);

@@ -44,6 +44,8 @@ struct Pack {
   typename VectorOf<T>::type v;
 
   friend Pack operator+(const Pack& a, const Pack& b) { return {a.v + b.v}; }
+  friend Pack operator-(const Pack& a, const Pack& b) { return {a.v - b.v}; }
+  friend Pack operator*(const Pack& a, const Pack& b) { return {a.v * b.v}; }
   friend Pack operator+(const Pack& a, T s) { return {a.v + s}; }
   friend Pack operator-(const Pack& a, T s) { return {a.v - s}; }
   friend Pack operator*(const Pack& a, T s) { return {a.v * s}; }
@@ -94,6 +96,11 @@ struct Wide {
     for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] * b.part[j];
     return r;
   }
+  friend Wide operator-(const Wide& a, const Wide& b) {
+    Wide r;
+    for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] - b.part[j];
+    return r;
+  }
   friend Wide operator-(const Wide& a, double s) {
     Wide r;
     for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] - s;
@@ -123,6 +130,20 @@ inline Wide load_wide(const T* p) {
       w.part[j] = __builtin_convertvector(n, WideVec);
   }
   return w;
+}
+
+/// 16 lanes of s.
+inline Wide broadcast(double s) {
+  Wide w{};
+  for (index_t j = 0; j < Wide::kParts; ++j) w.part[j] += s;
+  return w;
+}
+
+/// Lane j of a.
+inline double lane(const Wide& a, index_t j) {
+  double t[kPackLanes];
+  std::memcpy(t, a.part, sizeof t);
+  return t[j];
 }
 
 /// The sum of the 16 lanes, added pairwise in a fixed order.

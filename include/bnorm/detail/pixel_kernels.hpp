@@ -1,0 +1,109 @@
+/// @file detail/pixel_kernels.hpp
+/// @brief Walks views whose channels are contiguous (channels_last and its sub-views) in packs
+/// of 16 channels: the fused kernels' path vectorised along C.
+///
+/// A pixel (n, h, w) holds the channels [0, C) at unit stride. Channels [c0, c1) are cut into
+/// groups of kPackLanes starting at c0, c0 + 16, ...; when c1 - c0 is not a multiple of 16 the
+/// last group starts at c1 - 16 and overlaps the one before it. Lane j of group g is one
+/// channel, so per-channel parameters and accumulators are packs too.
+#pragma once
+
+#include "pack.hpp"
+
+#if defined(BNORM_HAVE_PACKS)
+#include <algorithm>
+#include <cstddef>
+
+#include "../nchw_view.hpp"
+#include "rows.hpp"
+
+namespace bnorm::detail {
+
+/// True when every view stores a pixel's channels at unit stride and there are at least
+/// kPackLanes channels (fewer go through the row loops).
+template <class V0, class... V>
+bool pixels_contiguous(const V0& v0, const V&... v) {
+  return v0.c() >= kPackLanes && v0.stride(1) == 1 && ((v.stride(1) == 1) && ...);
+}
+
+/// The channel groups of [c0, c1), c1 - c0 >= kPackLanes.
+inline index_t pixel_groups(index_t c0, index_t c1) {
+  return (c1 - c0 + kPackLanes - 1) / kPackLanes;
+}
+/// First channel of group g of [c0, c1).
+inline index_t group_start(index_t c0, index_t c1, index_t g) {
+  return std::min(c0 + g * kPackLanes, c1 - kPackLanes);
+}
+/// The group whose lane holds channel c's first (and only counted) occurrence, and that lane.
+inline index_t group_of(index_t c0, index_t c1, index_t c) {
+  return std::min((c - c0) / kPackLanes, pixel_groups(c0, c1) - 1);
+}
+
+/// A view's pixels along one row of RowLayout (a whole H*W plane or one W-line), from a channel.
+template <class T>
+struct PixelRun {
+  T* p;
+  index_t s;  // elements from one pixel to the next
+  T* at(index_t i) const { return p + i * s; }
+};
+template <class V>
+PixelRun<typename V::element_type> pixel_run(const V& v, index_t n, index_t c, index_t r) {
+  return {v.data() + n * v.stride(0) + c * v.stride(1) + r * v.stride(2), v.stride(3)};
+}
+
+/// For channels [c0, c1) and images [n0, n1): acc[g].add(p...) for every pixel in (n, h, w)
+/// order and every channel group g, p pointing at the group's first channel in each view.
+/// Pixels go in tiles, group by group within a tile, so that a group's accumulator stays in
+/// registers for a tile. Each lane sums its channel's values in pixel order: the order of every
+/// addition depends on the shape alone.
+template <class Acc, class V0, class... V>
+void reduce_pixels(index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc, const V0& v0,
+                   const V&... v) {
+  constexpr index_t kTile = 32;
+  const RowLayout rows(v0, v...);
+  const index_t groups = pixel_groups(c0, c1);
+  for (index_t n = n0; n < n1; ++n)
+    for (index_t r = 0; r < rows.rows; ++r)
+      for (index_t i0 = 0; i0 < rows.len; i0 += kTile) {
+        const index_t m = std::min(kTile, rows.len - i0);
+        for (index_t g = 0; g < groups; ++g) {
+          const index_t cg = group_start(c0, c1, g);
+          const auto run0 = pixel_run(v0, n, cg, r);
+          Acc a = acc[g];
+          [&](const auto&... runs) {
+            for (index_t i = i0; i < i0 + m; ++i) a.add(run0.at(i), runs.at(i)...);
+          }(pixel_run(v, n, cg, r)...);
+          acc[g] = a;
+        }
+      }
+}
+
+/// For channels [c0, c1) and images [n0, n1): every element of out is value(cg)(v...), v the
+/// packs of group cg (its first channel) of each input at the same pixel; value(cg) must accept
+/// packs. An output may be one of the inputs: at each pixel an overlapping last group is
+/// computed before any store and stored last (its overlapped lanes get the same values again).
+template <class T, class Value, class... V>
+void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, const NCHWView<T>& out,
+                const Value& value, const V&... in) {
+  const RowLayout rows(out, in...);
+  const index_t full = (c1 - c0) / kPackLanes, last = c1 - kPackLanes;
+  const bool overlap = (c1 - c0) % kPackLanes != 0;
+  for (index_t n = n0; n < n1; ++n)
+    for (index_t r = 0; r < rows.rows; ++r) {
+      const auto o = pixel_run(out, n, c0, r);
+      [&](const auto&... src) {
+        for (index_t i = 0; i < rows.len; ++i) {
+          Pack<T> tail{};
+          if (overlap) tail = value(last)(load_pack(src.at(i) + (last - c0))...);
+          for (index_t g = 0; g < full; ++g)
+            store_pack(o.at(i) + g * kPackLanes,
+                       value(c0 + g * kPackLanes)(load_pack(src.at(i) + g * kPackLanes)...));
+          if (overlap) store_pack(o.at(i) + (last - c0), tail);
+        }
+      }(pixel_run(in, n, c0, r)...);
+    }
+}
+
+}  // namespace bnorm::detail
+
+#endif
