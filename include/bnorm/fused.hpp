@@ -177,7 +177,7 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
   dweight.setZero(affine ? channels : 0);
   dbias.setZero(affine ? channels : 0);
   if (x.size() == 0) return;  // M == 0 or C == 0 (N may still be huge)
-  const detail::Plan plan(x, sizeof(T));
+  const detail::Plan plan(x, sizeof(T), 3);
   detail::Scratch k(channels);  // a: sum_dy, b: sum_dy_xmu, then a: k, c: shift, d: kc
   Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
   auto finish = [&](index_t c) {
@@ -387,7 +387,7 @@ void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::require(stats.count > 0 || x.size() == 0, "stats.count is ", stats.count,
                          ", expected > 0");
   if (x.size() == 0) return;
-  const detail::Plan plan(x, sizeof(T));
+  const detail::Plan plan(x, sizeof(T), 3);
   detail::Scratch k(x.c());  // a: k, b: shift, c: kc
   for (index_t c = 0; c < x.c(); ++c)
     detail::backward_constants(stats.invstd[c], detail::weight_at(weight, c), sums.sum_dy[c],

@@ -70,8 +70,10 @@ struct Plan {
   index_t images_per_item = 1;               // channels-last reductions: images per item
   bool stream = false;                       // non-temporal output stores
 
+  /// `tensors`: how many tensors of x's shape the pass reads or writes (2 forward, 3 backward).
   template <class T>
-  Plan(const NCHWView<T>& x, std::size_t element_size) : images(x.n()), channels(x.c()) {
+  Plan(const NCHWView<T>& x, std::size_t element_size, index_t tensors = 2)
+      : images(x.n()), channels(x.c()) {
     const index_t plane = std::max<index_t>(x.h() * x.w(), 1);
     images_per_chunk = std::clamp<index_t>(kChunkValues / plane, 1, std::max<index_t>(images, 1));
     chunks = (images + images_per_chunk - 1) / images_per_chunk;
@@ -90,7 +92,9 @@ struct Plan {
     // Channels-last items hold all channels of whole images, about kChunkValues values.
     images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
                                           std::max<index_t>(images, 1));
-    stream = static_cast<std::size_t>(x.size()) * element_size >= kStreamingBytes;
+    stream =
+        static_cast<std::size_t>(x.size()) * element_size * static_cast<std::size_t>(tensors) >=
+        kStreamingBytes;
   }
 
   index_t block_begin(index_t b) const { return b * block; }
