@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "../nchw_view.hpp"
@@ -81,6 +82,45 @@ class NextPlanes {
   bool on_, active_ = false;
   std::array<const T*, K> next_{};
 };
+
+/// True when every plane of v starts on a cache line and holds whole packs, so that its packs
+/// are whole lines.
+template <class T>
+bool lines_aligned(const Planes<T>& v) {
+  constexpr index_t kLine = 64 / static_cast<index_t>(sizeof(T));
+  return reinterpret_cast<std::uintptr_t>(v.data) % 64 == 0 && v.image_stride % kLine == 0 &&
+         v.channel_stride % kLine == 0 && v.len % kPackLanes == 0;
+}
+
+/// Writes a pack to line-aligned p with non-temporal stores.
+template <class T>
+inline void stream_pack(T* p, const Pack<T>& a) {
+  const char* src = reinterpret_cast<const char*>(&a.v);
+  auto* dst = reinterpret_cast<float*>(p);
+#if defined(__AVX512F__)
+  for (std::size_t b = 0; b < sizeof a.v; b += 64) {
+    __m512 v;
+    std::memcpy(&v, src + b, 64);
+    _mm512_stream_ps(dst + b / sizeof(float), v);
+  }
+#elif defined(__AVX__)
+  for (std::size_t b = 0; b < sizeof a.v; b += 32) {
+    __m256 v;
+    std::memcpy(&v, src + b, 32);
+    _mm256_stream_ps(dst + b / sizeof(float), v);
+  }
+#elif defined(__SSE2__)
+  for (std::size_t b = 0; b < sizeof a.v; b += 16) {
+    __m128 v;
+    std::memcpy(&v, src + b, 16);
+    _mm_stream_ps(dst + b / sizeof(float), v);
+  }
+#else
+  (void)src;
+  (void)dst;
+  store_pack(p, a);
+#endif
+}
 
 /// Collects a contiguous output run in a small L1 buffer laid over the run's cache lines, and
 /// writes each full buffer out with non-temporal stores. A run made of many short planes (a
@@ -149,6 +189,22 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
     return;
   }
   const bool adjacent = out.channel_stride == len;  // a block's planes in one image: one run
+  if (lines_aligned(out)) {  // every pack is a whole line: stream the packs themselves
+    for (index_t n = n0; n < n1; ++n)
+      for (index_t c = c0; c < c1; ++c) {
+        next.aim(n, n1, c, in...);
+        const auto f = value(c);
+        T* o = out(n, c);
+        [&](const auto*... src) {
+          for (index_t i = 0; i < len; i += kPackLanes) {
+            next.at(i);
+            stream_pack(o + i, f(load_pack(src + i)...));
+          }
+        }(in(n, c)...);
+      }
+    streaming_fence();
+    return;
+  }
   StreamedRun<T> run;
   for (index_t n = n0; n < n1; ++n)
     for (index_t c = c0; c < c1; ++c) {
