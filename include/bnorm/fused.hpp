@@ -68,9 +68,13 @@ struct Scratch {
 
 /// Training forward: batch statistics of x and y = (x - mean) * invstd * weight + bias.
 ///
-/// Statistics per channel: two passes (mean, then sum (x - mean)^2) over chunks of images that
-/// stay in L2, accumulated in double, chunks merged by Chan et al.'s formula in a fixed order;
-/// then the normalisation, right after the channel's statistics so x is read again from cache.
+/// Statistics per channel over chunks of images, accumulated in double, chunks merged by Chan et
+/// al.'s formula in a fixed order. Where the layout allows vectors (NCHW planes or channels-last
+/// pixels of at least 16 values) one pass with a shift K (the mean of a chunk's first 16 values):
+/// mean = K + S1 / n, M2 = S2 - S1^2 / n with S1 = sum (x - K), S2 = sum (x - K)^2, redone with
+/// two passes (mean, then sum (x - mean)^2) when that would lose more than 4 bits; two passes
+/// otherwise. Then the normalisation, right after a block's statistics so x is read again from
+/// cache (docs/numerics.md).
 /// weight and bias have C elements, or both 0 for affine = false. Throws
 /// bnorm::invalid_argument, before writing anything, when shapes or sizes disagree, eps is
 /// negative or NaN, or M == 1. M == 0 writes nothing and returns zero statistics.
