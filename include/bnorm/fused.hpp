@@ -102,20 +102,23 @@ BatchStatistics forward_training(NCHWView<const T> x,
   };
   if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x)) {
     // Each block: statistics chunk by chunk, then its normalisation while x is in cache.
-    bnorm::detail::parallel_for(plan.blocks, [&](index_t b) {
-      const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
-      std::vector<detail::Moments> part(static_cast<std::size_t>(c1 - c0));
-      for (index_t c = c0; c < c1; ++c) moments[static_cast<std::size_t>(c)] = {};
-      for (index_t ch = 0; ch < plan.chunks; ++ch) {
-        bnorm::detail::chunk_moments(x, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
-                                     part.data());
-        for (index_t c = c0; c < c1; ++c)
-          moments[static_cast<std::size_t>(c)].merge(part[static_cast<std::size_t>(c - c0)]);
-      }
-      for (index_t c = c0; c < c1; ++c) finish(c);
-      bnorm::detail::normalise(x, y, c0, c1, index_t{0}, x.n(), s.mean.data(), k.a.data(),
-                               k.b.data(), plan.stream);
-    });
+    bnorm::detail::parallel_for(
+        plan.blocks,
+        [&](index_t b) {
+          const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
+          std::vector<detail::Moments> part(static_cast<std::size_t>(c1 - c0));
+          for (index_t c = c0; c < c1; ++c) moments[static_cast<std::size_t>(c)] = {};
+          for (index_t ch = 0; ch < plan.chunks; ++ch) {
+            bnorm::detail::chunk_moments(x, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
+                                         part.data());
+            for (index_t c = c0; c < c1; ++c)
+              moments[static_cast<std::size_t>(c)].merge(part[static_cast<std::size_t>(c - c0)]);
+          }
+          for (index_t c = c0; c < c1; ++c) finish(c);
+          bnorm::detail::normalise(x, y, c0, c1, index_t{0}, x.n(), s.mean.data(), k.a.data(),
+                                   k.b.data(), plan.stream);
+        },
+        plan.threads);
   } else {
     // Fewer blocks than threads, or channels-last: the statistics of all channels, then the
     // normalisation spread over images (same arithmetic as the blocks for NCHW).
@@ -191,21 +194,25 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
                                sum_dy_xmu[c], m, k.a[c], k.c[c], k.d[c]);
   };
   if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x, dy)) {
-    bnorm::detail::parallel_for(plan.blocks, [&](index_t b) {
-      const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
-      std::vector<double> part_dy(static_cast<std::size_t>(c1 - c0)), part_dy_xmu(part_dy.size());
-      for (index_t ch = 0; ch < plan.chunks; ++ch) {
-        bnorm::detail::chunk_grad_sums(x, dy, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
-                                       stats.mean.data(), part_dy.data(), part_dy_xmu.data());
-        for (index_t c = c0; c < c1; ++c) {
-          k.a[c] = (ch == 0 ? 0.0 : k.a[c]) + part_dy[c - c0];
-          k.b[c] = (ch == 0 ? 0.0 : k.b[c]) + part_dy_xmu[c - c0];
-        }
-      }
-      for (index_t c = c0; c < c1; ++c) finish(c);
-      bnorm::detail::grad_input(x, dy, dx, c0, c1, index_t{0}, x.n(), stats.mean.data(), k.a.data(),
-                                k.c.data(), k.d.data(), plan.stream);
-    });
+    bnorm::detail::parallel_for(
+        plan.blocks,
+        [&](index_t b) {
+          const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
+          std::vector<double> part_dy(static_cast<std::size_t>(c1 - c0)),
+              part_dy_xmu(part_dy.size());
+          for (index_t ch = 0; ch < plan.chunks; ++ch) {
+            bnorm::detail::chunk_grad_sums(x, dy, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
+                                           stats.mean.data(), part_dy.data(), part_dy_xmu.data());
+            for (index_t c = c0; c < c1; ++c) {
+              k.a[c] = (ch == 0 ? 0.0 : k.a[c]) + part_dy[c - c0];
+              k.b[c] = (ch == 0 ? 0.0 : k.b[c]) + part_dy_xmu[c - c0];
+            }
+          }
+          for (index_t c = c0; c < c1; ++c) finish(c);
+          bnorm::detail::grad_input(x, dy, dx, c0, c1, index_t{0}, x.n(), stats.mean.data(),
+                                    k.a.data(), k.c.data(), k.d.data(), plan.stream);
+        },
+        plan.threads);
   } else {
     bnorm::detail::channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data());
     for (index_t c = 0; c < channels; ++c) finish(c);

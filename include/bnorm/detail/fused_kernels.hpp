@@ -68,12 +68,17 @@ struct Plan {
   index_t images_per_chunk = 1, chunks = 0;  // the arithmetic: chunks of whole images
   index_t block = 1, blocks = 0;             // channels processed together: locality only
   index_t images_per_item = 1;               // channels-last reductions: images per item
+  index_t threads = 1;                       // threads to use: 1 for tiny tensors
   bool stream = false;                       // non-temporal output stores
+
+  /// Tensors of fewer values run on one thread: starting a parallel region costs more than the
+  /// work (2x2x2x2 training forward: 4.9 us against a 0.6 us floor).
+  static constexpr index_t kThreadedValues = 32768;
 
   /// `tensors`: how many tensors of x's shape the pass reads or writes (2 forward, 3 backward).
   template <class T>
   Plan(const NCHWView<T>& x, std::size_t element_size, index_t tensors = 2)
-      : images(x.n()), channels(x.c()) {
+      : images(x.n()), channels(x.c()), threads(x.size() < kThreadedValues ? 1 : max_threads()) {
     const index_t plane = std::max<index_t>(x.h() * x.w(), 1);
     images_per_chunk = std::clamp<index_t>(kChunkValues / plane, 1, std::max<index_t>(images, 1));
     chunks = (images + images_per_chunk - 1) / images_per_chunk;
@@ -81,7 +86,6 @@ struct Plan {
     // block's planes instead of one short plane per image. The blocks come in a multiple of the
     // thread count, so that the threads get equal shares. Only locality depends on this.
     if (chunks == 1 && channels > 0) {
-      const index_t threads = max_threads();
       const index_t per_block = kBlockValues / std::max<index_t>(images * plane, 1);
       index_t want =
           std::max<index_t>(1, (channels + per_block - 1) / std::max<index_t>(per_block, 1));
@@ -106,7 +110,7 @@ struct Plan {
   index_t item_end(index_t k) const { return std::min(images, (k + 1) * images_per_item); }
   /// Enough blocks to keep every thread busy: run each block's passes back to back. Otherwise
   /// the caller spreads (block, chunk) items over the threads pass by pass.
-  bool blocks_fill_threads() const { return blocks >= max_threads(); }
+  bool blocks_fill_threads() const { return blocks >= threads; }
 };
 
 /// Asks for plane (n, c) of v ahead of its use, when the plane is one short contiguous row: the
@@ -300,10 +304,13 @@ void channel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
   if (by_pixels(x)) {  // channels-last: items of whole images, merged in image order
     const auto channels = static_cast<std::size_t>(p.channels);
     std::vector<Moments> parts(channels * static_cast<std::size_t>(p.items()));
-    parallel_for(p.items(), [&](index_t k) {
-      pixel_moments(x, p.item_begin(k), p.item_end(k),
-                    &parts[static_cast<std::size_t>(k) * channels]);
-    });
+    parallel_for(
+        p.items(),
+        [&](index_t k) {
+          pixel_moments(x, p.item_begin(k), p.item_end(k),
+                        &parts[static_cast<std::size_t>(k) * channels]);
+        },
+        p.threads);
     for (std::size_t c = 0; c < channels; ++c) {
       out[c] = Moments{};
       for (std::size_t k = 0; k < parts.size(); k += channels) out[c].merge(parts[k + c]);
@@ -315,11 +322,14 @@ void channel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
   auto part = [&](index_t c, index_t k) {
     return &parts[static_cast<std::size_t>(k * p.channels + c)];
   };
-  parallel_for(p.blocks * p.chunks, [&](index_t item) {
-    const index_t b = item / p.chunks, k = item % p.chunks;
-    chunk_moments(x, p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k),
-                  part(p.block_begin(b), k));
-  });
+  parallel_for(
+      p.blocks * p.chunks,
+      [&](index_t item) {
+        const index_t b = item / p.chunks, k = item % p.chunks;
+        chunk_moments(x, p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k),
+                      part(p.block_begin(b), k));
+      },
+      p.threads);
   for (index_t c = 0; c < p.channels; ++c) {
     out[c] = Moments{};
     for (index_t k = 0; k < p.chunks; ++k) out[c].merge(*part(c, k));
@@ -504,10 +514,13 @@ void channel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, 
   if (by_pixels(x, dy)) {  // channels-last: added in image order
     const auto channels = static_cast<std::size_t>(p.channels);
     std::vector<double> parts(2 * channels * static_cast<std::size_t>(p.items()));
-    parallel_for(p.items(), [&](index_t k) {
-      double* part = &parts[2 * channels * static_cast<std::size_t>(k)];
-      pixel_grad_sums(x, dy, p.item_begin(k), p.item_end(k), mean, part, part + channels);
-    });
+    parallel_for(
+        p.items(),
+        [&](index_t k) {
+          double* part = &parts[2 * channels * static_cast<std::size_t>(k)];
+          pixel_grad_sums(x, dy, p.item_begin(k), p.item_end(k), mean, part, part + channels);
+        },
+        p.threads);
     for (std::size_t k = 0; k < parts.size(); k += 2 * channels)
       for (std::size_t c = 0; c < channels; ++c) {
         sum_dy[c] += parts[k + c];
@@ -518,12 +531,15 @@ void channel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, 
 #endif
   std::vector<double> parts(static_cast<std::size_t>(2 * p.channels * p.chunks));
   auto part = [&](index_t k) { return parts.data() + 2 * k * p.channels; };
-  parallel_for(p.blocks * p.chunks, [&](index_t item) {
-    const index_t b = item / p.chunks, k = item % p.chunks;
-    const index_t c0 = p.block_begin(b);
-    chunk_grad_sums(x, dy, c0, p.block_end(b), p.chunk_begin(k), p.chunk_end(k), mean, part(k) + c0,
-                    part(k) + p.channels + c0);
-  });
+  parallel_for(
+      p.blocks * p.chunks,
+      [&](index_t item) {
+        const index_t b = item / p.chunks, k = item % p.chunks;
+        const index_t c0 = p.block_begin(b);
+        chunk_grad_sums(x, dy, c0, p.block_end(b), p.chunk_begin(k), p.chunk_end(k), mean,
+                        part(k) + c0, part(k) + p.channels + c0);
+      },
+      p.threads);
   for (index_t k = 0; k < p.chunks; ++k)
     for (index_t c = 0; c < p.channels; ++c) {
       sum_dy[c] += part(k)[c];
@@ -611,10 +627,13 @@ void scale_rows(const NCHWView<const T>& dy, const NCHWView<T>& dx, index_t c0, 
 /// Runs f(c0, c1, n0, n1) over every (block, chunk) of the plan, spread over the threads.
 template <class F>
 void for_each_piece(const Plan& p, const F& f) {
-  parallel_for(p.blocks * p.chunks, [&](index_t item) {
-    const index_t b = item / p.chunks, k = item % p.chunks;
-    f(p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k));
-  });
+  parallel_for(
+      p.blocks * p.chunks,
+      [&](index_t item) {
+        const index_t b = item / p.chunks, k = item % p.chunks;
+        f(p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k));
+      },
+      p.threads);
 }
 
 /// For elementwise passes (no reduction, so any split gives the same bits): runs
@@ -623,11 +642,14 @@ void for_each_piece(const Plan& p, const F& f) {
 /// plan's (block, chunk) pieces instead.
 template <class F>
 void for_each_elementwise_piece(const Plan& p, const F& f) {
-  const index_t threads = max_threads();
+  const index_t threads = p.threads;
   if (p.images >= threads) {
-    parallel_for(threads, [&](index_t t) {
-      f(index_t{0}, p.channels, p.images * t / threads, p.images * (t + 1) / threads);
-    });
+    parallel_for(
+        threads,
+        [&](index_t t) {
+          f(index_t{0}, p.channels, p.images * t / threads, p.images * (t + 1) / threads);
+        },
+        threads);
   } else {
     for_each_piece(p, f);
   }
