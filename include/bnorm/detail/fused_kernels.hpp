@@ -183,17 +183,17 @@ void two_pass_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_
 struct ShiftedSums {
   Wide s1{}, s2{}, shift{};  // shift: one per lane (NHWC) or the same in all (NCHW)
 
+  // d = x - shift; s1 += d; s2 += d * d
   template <class T>
   void add(const T* x) {
-    // d = x - shift; s1 += d; s2 += d * d
-    const Wide d = load_wide(x) - shift;
-    s1 = s1 + d;
-    s2 = s2 + d * d;
+    accumulate(load_wide(x) - shift);
   }
+  // the same on the new lanes of a plane's last pack
   template <class T>
   void add(const Wide& keep, const T* x) {
-    // the same on the new lanes of a plane's last pack
-    const Wide d = (load_wide(x) - shift) * keep;
+    accumulate((load_wide(x) - shift) * keep);
+  }
+  void accumulate(const Wide& d) {
     s1 = s1 + d;
     s2 = s2 + d * d;
   }
@@ -234,9 +234,7 @@ void shifted_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t
                    out + (c - c0));
   }
 }
-#endif
 
-#if defined(BNORM_HAVE_PACKS)
 /// Channels-last: the moments of every channel of x over images [n0, n1) into out[c], in one
 /// shifted pass vectorised along C (see shifted_moments; K of a channel is the mean of its
 /// first min(16, pixels) values in (n, h, w) order).
@@ -264,16 +262,28 @@ void pixel_moments(const NCHWView<const T>& x, index_t n0, index_t n1, Moments* 
                    lane(a.s2, j), out + c);
   }
 }
-
 #endif
 
+/// True when reductions over x and the other views go through the NCHW pack kernels: every
+/// view stores its planes contiguously, and they hold at least a pack.
+template <class T, class... V>
+bool by_planes(const NCHWView<T>& x, const V&... v) {
+#if defined(BNORM_HAVE_PACKS)
+  return planes_contiguous(x, v...) && x.h() * x.w() >= kPackLanes;
+#else
+  (void)x;
+  ((void)v, ...);
+  return false;
+#endif
+}
+
 /// True when reductions over x (and the other views) go through the channels-last kernels:
-/// their channels are contiguous and x's planes are not (or are shorter than a pack, as when
+/// their channels are contiguous and x's planes do not go through the NCHW ones (as when
 /// H = W = 1).
 template <class T, class... V>
 bool by_pixels(const NCHWView<T>& x, const V&... v) {
 #if defined(BNORM_HAVE_PACKS)
-  return pixels_contiguous(x, v...) && !(planes_contiguous(x) && x.h() * x.w() >= kPackLanes);
+  return pixels_contiguous(x, v...) && !by_planes(x);
 #else
   (void)x;
   ((void)v, ...);
@@ -287,7 +297,7 @@ template <class T>
 void chunk_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t n0, index_t n1,
                    Moments* out) {
 #if defined(BNORM_HAVE_PACKS)
-  if (planes_contiguous(x) && x.h() * x.w() >= kPackLanes) {
+  if (by_planes(x)) {
     shifted_moments(x, c0, c1, n0, n1, out);
     return;
   }
@@ -428,19 +438,19 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
 struct GradSums {
   Wide dy{}, dy_xmu{}, mean{};  // mean: one per lane (NHWC) or the same in all (NCHW)
 
+  // dy += g; dy_xmu += g * (x - mean)
   template <class T>
   void add(const T* x, const T* g) {
-    // dy += g; dy_xmu += g * (x - mean)
-    const Wide gw = load_wide(g);
-    dy = dy + gw;
-    dy_xmu = dy_xmu + gw * (load_wide(x) - mean);
+    accumulate(load_wide(x), load_wide(g));
   }
+  // the same on the new lanes of a plane's last pack
   template <class T>
   void add(const Wide& keep, const T* x, const T* g) {
-    // the same on the new lanes of a plane's last pack
-    const Wide gw = load_wide(g) * keep;
+    accumulate(load_wide(x), load_wide(g) * keep);
+  }
+  void accumulate(const Wide& xw, const Wide& gw) {
     dy = dy + gw;
-    dy_xmu = dy_xmu + gw * (load_wide(x) - mean);
+    dy_xmu = dy_xmu + gw * (xw - mean);
   }
 };
 
@@ -468,7 +478,7 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
                      index_t c1, index_t n0, index_t n1, const double* mean, double* sum_dy,
                      double* sum_dy_xmu) {
 #if defined(BNORM_HAVE_PACKS)
-  if (planes_contiguous(x, dy) && x.h() * x.w() >= kPackLanes) {
+  if (by_planes(x, dy)) {
     std::vector<GradSums> acc(static_cast<std::size_t>(c1 - c0));
     for (index_t c = c0; c < c1; ++c) acc[c - c0].mean = broadcast(mean[c]);
     reduce_planes(x.c(), c0, c1, n0, n1, acc.data(), Planes<const T>(x), Planes<const T>(dy));

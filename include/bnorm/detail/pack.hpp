@@ -101,11 +101,6 @@ struct Wide {
     for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] - b.part[j];
     return r;
   }
-  friend Wide operator-(const Wide& a, double s) {
-    Wide r;
-    for (index_t j = 0; j < kParts; ++j) r.part[j] = a.part[j] - s;
-    return r;
-  }
 };
 
 /// p[0..16) in double (exact for float).

@@ -171,40 +171,35 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
                 const Planes<T>& out, const Value& value, const P&... in) {
   const index_t len = out.len;
   NextPlanes<std::remove_const_t<T>, sizeof...(P)> next(c0, c1, channels, len);
-  // o[i] = f(in[i]...) for i in [0, m): packs, then the tail
-  const auto compute = [&next](T* o, index_t i0, index_t m, const auto& f, const auto*... src) {
+  // o[i] = f(in[i]...) for i in [0, m): packs written by put, then the tail
+  const auto compute = [&next](const auto& put, T* o, index_t i0, index_t m, const auto& f,
+                               const auto*... src) {
     index_t i = 0;
     for (; i + kPackLanes <= m; i += kPackLanes) {
       next.at(i0 + i);
-      store_pack(o + i, f(load_pack(src + i)...));
+      put(o + i, f(load_pack(src + i)...));
     }
     for (; i < m; ++i) o[i] = f(src[i]...);
   };
-  if (!stream) {
+  // Every plane straight into the output, each pack by put.
+  const auto walk = [&](const auto& put) {
     for (index_t n = n0; n < n1; ++n)
       for (index_t c = c0; c < c1; ++c) {
         next.aim(n, n1, c, in...);
-        compute(out(n, c), 0, len, value(c), in(n, c)...);
+        compute(put, out(n, c), 0, len, value(c), in(n, c)...);
       }
+  };
+  const auto store = [](T* p, const auto& a) { store_pack(p, a); };
+  if (!stream) {
+    walk(store);
     return;
   }
-  const bool adjacent = out.channel_stride == len;  // a block's planes in one image: one run
   if (lines_aligned(out)) {  // every pack is a whole line: stream the packs themselves
-    for (index_t n = n0; n < n1; ++n)
-      for (index_t c = c0; c < c1; ++c) {
-        next.aim(n, n1, c, in...);
-        const auto f = value(c);
-        T* o = out(n, c);
-        [&](const auto*... src) {
-          for (index_t i = 0; i < len; i += kPackLanes) {
-            next.at(i);
-            stream_pack(o + i, f(load_pack(src + i)...));
-          }
-        }(in(n, c)...);
-      }
+    walk([](T* p, const auto& a) { stream_pack(p, a); });
     streaming_fence();
     return;
   }
+  const bool adjacent = out.channel_stride == len;  // a block's planes in one image: one run
   StreamedRun<T> run;
   for (index_t n = n0; n < n1; ++n)
     for (index_t c = c0; c < c1; ++c) {
@@ -216,7 +211,7 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
       const auto f = value(c);
       for (index_t i0 = 0, m = 0; i0 < len; i0 += m) {
         T* o = run.room(len - i0, m);
-        compute(o, i0, m, f, (in(n, c) + i0)...);
+        compute(store, o, i0, m, f, (in(n, c) + i0)...);
       }
     }
   run.flush();
