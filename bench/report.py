@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """One table from bnorm_bench's JSON output (--benchmark_out_format=json).
 
-Per shape and pass: bnorm's time, its ratio to the bandwidth floor (the faster of the regular-
-and non-temporal-store floor of that pass), and bnorm's speedup over each peer (peer time / bnorm
-time; blank where the peer was not built, "error" where it failed). Times are one statistic of the repetitions, the same
-for every benchmark: the minimum by default, or --stat median.
+Per shape and pass: bnorm's time, its ratio to the bandwidth floor, and bnorm's speedup over each
+peer (peer time / bnorm time; blank where the peer was not built, "error" where it failed).
+bnorm's benchmarks time the floor of their traffic (the faster of its regular- and non-temporal-
+store versions) in turn with bnorm, sample by sample, and report it in the counters floor_ms and
+floor_nt; the ratio to the floor is the median over the repetitions of bnorm's time over the
+floor's in the same repetition. Times are one statistic of the repetitions, the same for every
+benchmark: the minimum by default, or --stat median.
 
-Benchmark ids are "<pass>/<implementation>/<NxCxHxW>[/real_time...]". Standard library only.
+Benchmark ids are "<pass>/<implementation>/<NxCxHxW>[/real_time|/manual_time...]". Standard
+library only.
 """
 
 import argparse
@@ -16,9 +20,9 @@ import statistics
 import sys
 from collections import OrderedDict
 
-PASSES = [("fwd_train", "floor_fwd", "train fwd"),
-          ("fwd_infer", "floor_fwd", "infer fwd"),
-          ("bwd", "floor_bwd", "backward")]
+PASSES = [("fwd_train", "train fwd"),
+          ("fwd_infer", "infer fwd"),
+          ("bwd", "backward")]
 PEERS = [("onednn_nChw16c", "oneDNN nChw16c"),
          ("onednn_nchw", "oneDNN NCHW"),
          ("torch", "PyTorch")]
@@ -26,13 +30,15 @@ TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def load(path, stat):
-    """Returns (context, times, bytes, failed, shapes, repetitions).
+    """Returns (context, times, floors, bytes, failed, shapes, repetitions).
 
-    times[(pass, impl, shape)] in ms; bytes per call by the same key; failed: keys whose runs
-    reported an error (shown as "error" rather than blank)."""
+    times[(pass, impl, shape)] in ms; floors[(pass, "bnorm", shape)] = (floor ms, its stores
+    "reg" or "nt", median paired ratio); bytes per call by the same key; failed: keys whose runs reported an
+    error (shown as "error" rather than blank)."""
     with open(path) as f:
         doc = json.load(f)
     samples = OrderedDict()
+    paired = {}  # key -> [(bnorm ms, floor ms, floor_nt)] per repetition
     traffic = {}
     failed = set()
     for b in doc.get("benchmarks", []):
@@ -46,14 +52,21 @@ def load(path, stat):
         if b.get("error_occurred"):
             failed.add(key)
             continue
-        samples[key].append(b["real_time"] * TO_MS[b.get("time_unit", "ns")])
+        ms = b["real_time"] * TO_MS[b.get("time_unit", "ns")]
+        samples[key].append(ms)
+        if "floor_ms" in b:
+            paired.setdefault(key, []).append((ms, b["floor_ms"], b.get("floor_nt", 0)))
         if "bytes" in b:
             traffic[key] = b["bytes"]
     pick = min if stat == "min" else statistics.median
     times = {k: pick(v) for k, v in samples.items() if v}
+    floors = {k: (pick(f for _, f, _ in v),
+                  "nt" if 2 * sum(nt for _, _, nt in v) > len(v) else "reg",
+                  statistics.median(ms / f for ms, f, _ in v))
+              for k, v in paired.items()}
     shapes = list(OrderedDict((k[2], None) for k in samples))
     reps = max((len(v) for v in samples.values()), default=0)
-    return doc.get("context", {}), times, traffic, failed, shapes, reps
+    return doc.get("context", {}), times, floors, traffic, failed, shapes, reps
 
 
 def fmt_ms(ms):
@@ -74,11 +87,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", help="bnorm_bench --benchmark_out file")
     ap.add_argument("--stat", choices=["min", "median"], default="min",
-                    help="statistic over repetitions (default: min, since contention from "
-                         "other processes only ever adds time)")
+                    help="statistic of the times over repetitions (default: min, since "
+                         "contention from other processes only ever adds time); ratios to the "
+                         "floor are always the median of the per-repetition ratios")
     args = ap.parse_args()
 
-    ctx, times, traffic, failed, shapes, reps = load(args.json, args.stat)
+    ctx, times, floors, traffic, failed, shapes, reps = load(args.json, args.stat)
     if not times:
         sys.exit(f"{args.json}: no benchmark results")
 
@@ -87,28 +101,26 @@ def main():
         for key, label in [("onednn", "oneDNN"), ("torch", "PyTorch")])
     print(f"bnorm_bench {ctx.get('date', '?')} | {ctx.get('omp_threads', '?')} threads | "
           f"{ctx.get('cpu_model', '?')} ({ctx.get('num_cpus', '?')} CPUs) | {peers} | "
-          f"float32 NCHW | {args.stat} of {reps} repetition{'s' if reps != 1 else ''}")
+          f"float32 NCHW | times: {args.stat} of {reps} repetition{'s' if reps != 1 else ''}, "
+          f"/floor: median of the paired ratios")
 
     head = ["shape", "pass", "bnorm ms", "GB/s", "floor ms", "/floor"] + \
            [f"vs {label}" for _, label in PEERS]
     rows = []
-    ratios = {p: dict([("floor", [])] + [(k, []) for k, _ in PEERS]) for p, _, _ in PASSES}
+    ratios = {p: dict([("floor", [])] + [(k, []) for k, _ in PEERS]) for p, _ in PASSES}
     for shape in shapes:
-        for pas, floor, label in PASSES:
+        for pas, label in PASSES:
             bn = times.get((pas, "bnorm", shape))
             if bn is None:
                 continue
-            floors = {s: times.get((floor, s, shape)) for s in ("regular", "nt")}
-            floors = {s: t for s, t in floors.items() if t is not None}
-            fl_store = min(floors, key=floors.get) if floors else None
-            fl = floors.get(fl_store)
+            fl, kind, ratio = floors.get((pas, "bnorm", shape), (None, "", None))
             nbytes = traffic.get((pas, "bnorm", shape))
             row = [shape, label, fmt_ms(bn),
                    fmt_rate(nbytes / (bn * 1e-3) / 1e9) if nbytes else "",
-                   f"{fmt_ms(fl)} {'nt' if fl_store == 'nt' else 'reg'}" if fl else "",
-                   fmt_x(bn / fl) if fl else ""]
-            if fl:
-                ratios[pas]["floor"].append(bn / fl)
+                   f"{fmt_ms(fl)} {kind}" if fl else "",
+                   fmt_x(ratio)]
+            if ratio:
+                ratios[pas]["floor"].append(ratio)
             for key, _ in PEERS:
                 peer = times.get((pas, key, shape))
                 row.append(fmt_x(peer / bn) if peer else
@@ -121,7 +133,7 @@ def main():
     def gmean(v):
         return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
     summary = []
-    for pas, _, label in PASSES:
+    for pas, label in PASSES:
         r = ratios[pas]
         if not r["floor"] and not any(r[k] for k, _ in PEERS):
             continue
@@ -142,8 +154,9 @@ def main():
         print("  ".join("-" * w for w in width))
         for r in summary:
             print(line(r))
-    print("/floor: bnorm time over the faster floor of the same traffic (1.00x = at the floor); "
-          "vs X: X time over bnorm time (>1 = bnorm faster); GB/s of the minimal traffic.")
+    print("/floor: bnorm time over the faster floor of the same traffic (reg/nt: regular or "
+          "non-temporal stores), timed in turn with it (1.00x = at the floor); vs X: X time over "
+          "bnorm time (>1 = bnorm faster); GB/s of the minimal traffic.")
 
 
 if __name__ == "__main__":
