@@ -2,6 +2,8 @@
 // notebook's dout = ones check kept as a property (it cannot tell right from wrong otherwise).
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -201,12 +203,13 @@ TEST(FusedStreaming, LargeOutputsMatchDoubleLoops) {
 }
 
 #if defined(BNORM_HAVE_PACKS)
-// Streamed outputs whose planes start on cache lines and hold whole packs skip the L1 buffer and
-// stream each pack directly. The same tensors at a 64-byte boundary (direct) and 16 bytes past
-// one (buffered) give the same bits in every pass.
-TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
+// Streamed outputs whose packs are whole cache lines are streamed pack by pack; others go
+// through an L1 buffer (NCHW) or regular stores (channels-last). The same tensors at a 64-byte
+// boundary and 16 bytes past one give the same bits in every pass.
+void expect_aligned_streaming_matches_unaligned(bool channels_last) {
   const Shape s{8, 64, 96, 96};
   const std::size_t size = static_cast<std::size_t>(count(s));
+  ASSERT_GE(2 * size * sizeof(float), std::size_t{32} << 20);  // the passes stream
   const auto x = random_values<float>(s, 45, 2.0), dy = random_values<float>(s, 46);
   const Array<float> w = random_array<float>(s[1], 47, 0.5, 1.5);
   const Array<float> b = random_array<float>(s[1], 48, -1, 1);
@@ -222,11 +225,16 @@ TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
     float *px = base, *py = base + stride, *pdy = base + 2 * stride, *pdx = base + 3 * stride;
     std::copy(x.begin(), x.end(), px);
     std::copy(dy.begin(), dy.end(), pdy);
-    const bnorm::NCHWView<const float> xv(px, s[0], s[1], s[2], s[3]);
-    const bnorm::NCHWView<const float> dyv(pdy, s[0], s[1], s[2], s[3]);
-    const bnorm::NCHWView<float> yv(py, s[0], s[1], s[2], s[3]);
-    const bnorm::NCHWView<float> dxv(pdx, s[0], s[1], s[2], s[3]);
-    EXPECT_EQ(bnorm::detail::lines_aligned(bnorm::detail::Planes<float>(yv)), offset == 0);
+    auto view = [&](auto* p) {
+      using V = bnorm::NCHWView<std::remove_pointer_t<decltype(p)>>;
+      return channels_last ? V::channels_last(p, s[0], s[1], s[2], s[3])
+                           : V(p, s[0], s[1], s[2], s[3]);
+    };
+    const auto xv = view(static_cast<const float*>(px)), dyv = view(static_cast<const float*>(pdy));
+    const auto yv = view(py), dxv = view(pdx);
+    EXPECT_EQ(channels_last ? bnorm::detail::pixel_lines_aligned(yv, 0, s[1])
+                            : bnorm::detail::lines_aligned(bnorm::detail::Planes<float>(yv)),
+              offset == 0);
     Array<float> dw, db;
     const auto stats = bnorm::fused::forward_training<float>(xv, w, b, 1e-5, yv);
     bnorm::fused::backward<float>(xv, dyv, w, stats, dxv, dw, db);
@@ -236,10 +244,18 @@ TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
     o.y_eval.assign(py, py + size);
     return o;
   };
-  const Out direct = run(0), buffered = run(4);
-  EXPECT_TRUE(direct.y == buffered.y);
-  EXPECT_TRUE(direct.dx == buffered.dx);
-  EXPECT_TRUE(direct.y_eval == buffered.y_eval);
+  const Out aligned = run(0), unaligned = run(4);
+  EXPECT_TRUE(aligned.y == unaligned.y);
+  EXPECT_TRUE(aligned.dx == unaligned.dx);
+  EXPECT_TRUE(aligned.y_eval == unaligned.y_eval);
+}
+
+TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
+  expect_aligned_streaming_matches_unaligned(false);
+}
+
+TEST(FusedStreaming, LineAlignedPixelsMatchRegularStores) {
+  expect_aligned_streaming_matches_unaligned(true);
 }
 #endif
 

@@ -377,7 +377,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
   }
   if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {
     map_pixels(
-        c0, c1, n0, n1, out,
+        c0, c1, n0, n1, stream, out,
         [&](index_t cg) {
           std::array<Pack<T>, K> kc;
           for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(k[j].data() + (cg - c0));

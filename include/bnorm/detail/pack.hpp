@@ -11,10 +11,11 @@
 #if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 9)
 #define BNORM_HAVE_PACKS 1
 
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 
-#if defined(__AVX512F__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -61,6 +62,36 @@ inline Pack<T> load_pack(const T* p) {
 template <class T>
 inline void store_pack(T* p, const Pack<T>& a) {
   std::memcpy(p, &a.v, sizeof a.v);
+}
+
+/// Writes a pack to line-aligned p with non-temporal stores.
+template <class T>
+inline void stream_pack(T* p, const Pack<T>& a) {
+  const char* src = reinterpret_cast<const char*>(&a.v);
+  auto* dst = reinterpret_cast<float*>(p);
+#if defined(__AVX512F__)
+  for (std::size_t b = 0; b < sizeof a.v; b += 64) {
+    __m512 v;
+    std::memcpy(&v, src + b, 64);
+    _mm512_stream_ps(dst + b / sizeof(float), v);
+  }
+#elif defined(__AVX__)
+  for (std::size_t b = 0; b < sizeof a.v; b += 32) {
+    __m256 v;
+    std::memcpy(&v, src + b, 32);
+    _mm256_stream_ps(dst + b / sizeof(float), v);
+  }
+#elif defined(__SSE2__)
+  for (std::size_t b = 0; b < sizeof a.v; b += 16) {
+    __m128 v;
+    std::memcpy(&v, src + b, 16);
+    _mm_stream_ps(dst + b / sizeof(float), v);
+  }
+#else
+  (void)src;
+  (void)dst;
+  store_pack(p, a);
+#endif
 }
 
 /// Doubles in one native vector register of the target.

@@ -13,9 +13,11 @@
 #if defined(BNORM_HAVE_PACKS)
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 
 #include "../nchw_view.hpp"
 #include "rows.hpp"
+#include "stream.hpp"
 
 namespace bnorm::detail {
 
@@ -78,30 +80,49 @@ void reduce_pixels(index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc, con
       }
 }
 
+/// True when every group of channels [c0, c1) of every pixel of v starts on a cache line and
+/// there is no overlapping last group, so that each group's pack is whole lines.
+template <class T>
+bool pixel_lines_aligned(const NCHWView<T>& v, index_t c0, index_t c1) {
+  constexpr index_t kLine = 64 / static_cast<index_t>(sizeof(T));
+  return reinterpret_cast<std::uintptr_t>(v.data() + c0) % 64 == 0 && v.stride(0) % kLine == 0 &&
+         v.stride(2) % kLine == 0 && v.stride(3) % kLine == 0 && (c1 - c0) % kPackLanes == 0;
+}
+
 /// For channels [c0, c1) and images [n0, n1): every element of out is value(cg)(v...), v the
 /// packs of group cg (its first channel) of each input at the same pixel; value(cg) must accept
-/// packs. An output may be one of the inputs: at each pixel an overlapping last group is
-/// computed before any store and stored last (its overlapped lanes get the same values again).
+/// packs. With `stream`, and when out's groups are whole cache lines (pixel_lines_aligned), the
+/// packs go out with non-temporal stores; otherwise with regular ones. An output may be one of
+/// the inputs: at each pixel an overlapping last group is computed before any store and stored
+/// last (its overlapped lanes get the same values again).
 template <class T, class Value, class... V>
-void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, const NCHWView<T>& out,
+void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream, const NCHWView<T>& out,
                 const Value& value, const V&... in) {
   const RowLayout rows(out, in...);
   const index_t full = (c1 - c0) / kPackLanes, last = c1 - kPackLanes;
   const bool overlap = (c1 - c0) % kPackLanes != 0;
-  for (index_t n = n0; n < n1; ++n)
-    for (index_t r = 0; r < rows.rows; ++r) {
-      const auto o = pixel_run(out, n, c0, r);
-      [&](const auto&... src) {
-        for (index_t i = 0; i < rows.len; ++i) {
-          Pack<T> tail{};
-          if (overlap) tail = value(last)(load_pack(src.at(i) + (last - c0))...);
-          for (index_t g = 0; g < full; ++g)
-            store_pack(o.at(i) + g * kPackLanes,
-                       value(c0 + g * kPackLanes)(load_pack(src.at(i) + g * kPackLanes)...));
-          if (overlap) store_pack(o.at(i) + (last - c0), tail);
-        }
-      }(pixel_run(in, n, c0, r)...);
-    }
+  const auto walk = [&](const auto& put) {
+    for (index_t n = n0; n < n1; ++n)
+      for (index_t r = 0; r < rows.rows; ++r) {
+        const auto o = pixel_run(out, n, c0, r);
+        [&](const auto&... src) {
+          for (index_t i = 0; i < rows.len; ++i) {
+            Pack<T> tail{};
+            if (overlap) tail = value(last)(load_pack(src.at(i) + (last - c0))...);
+            for (index_t g = 0; g < full; ++g)
+              put(o.at(i) + g * kPackLanes,
+                  value(c0 + g * kPackLanes)(load_pack(src.at(i) + g * kPackLanes)...));
+            if (overlap) put(o.at(i) + (last - c0), tail);
+          }
+        }(pixel_run(in, n, c0, r)...);
+      }
+  };
+  if (stream && pixel_lines_aligned(out, c0, c1)) {
+    walk([](T* p, const Pack<T>& a) { stream_pack(p, a); });
+    streaming_fence();
+  } else {
+    walk([](T* p, const Pack<T>& a) { store_pack(p, a); });
+  }
 }
 
 }  // namespace bnorm::detail

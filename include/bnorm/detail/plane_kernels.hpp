@@ -92,36 +92,6 @@ bool lines_aligned(const Planes<T>& v) {
          v.channel_stride % kLine == 0 && v.len % kPackLanes == 0;
 }
 
-/// Writes a pack to line-aligned p with non-temporal stores.
-template <class T>
-inline void stream_pack(T* p, const Pack<T>& a) {
-  const char* src = reinterpret_cast<const char*>(&a.v);
-  auto* dst = reinterpret_cast<float*>(p);
-#if defined(__AVX512F__)
-  for (std::size_t b = 0; b < sizeof a.v; b += 64) {
-    __m512 v;
-    std::memcpy(&v, src + b, 64);
-    _mm512_stream_ps(dst + b / sizeof(float), v);
-  }
-#elif defined(__AVX__)
-  for (std::size_t b = 0; b < sizeof a.v; b += 32) {
-    __m256 v;
-    std::memcpy(&v, src + b, 32);
-    _mm256_stream_ps(dst + b / sizeof(float), v);
-  }
-#elif defined(__SSE2__)
-  for (std::size_t b = 0; b < sizeof a.v; b += 16) {
-    __m128 v;
-    std::memcpy(&v, src + b, 16);
-    _mm_stream_ps(dst + b / sizeof(float), v);
-  }
-#else
-  (void)src;
-  (void)dst;
-  store_pack(p, a);
-#endif
-}
-
 /// Collects a contiguous output run in a small L1 buffer laid over the run's cache lines, and
 /// writes each full buffer out with non-temporal stores. A run made of many short planes (a
 /// block's planes in one image) is streamed in whole lines, not plane by plane with partial
