@@ -10,120 +10,54 @@
 #endif
 
 #include <algorithm>
-#include <chrono>
-#include <cstddef>
 #include <string>
 #include <vector>
 
+#include "bnorm_passes.hpp"
 #include "floor_kernels.hpp"
 #include "machine.hpp"
+#include "paired.hpp"
 #include "passes.hpp"
 #include "peers.hpp"
 #include "registration.hpp"
 #include "shapes.hpp"
-#include "views.hpp"
 #include "workspace.hpp"
 
 namespace {
 
 using namespace bnorm_bench;
 
-constexpr double kEps = 1e-5;
-
-// Calls f once untimed, then once timed, and returns the milliseconds of the timed call. The
-// untimed call leaves the caches (and the OpenMP team) as f finds them in a loop of its own,
-// whatever ran before it: a non-temporal-store kernel, for one, evicts the lines that a
-// regular-store kernel would find cached.
-template <class F>
-double warm_ms(const F& f) {
-  f();
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  benchmark::ClobberMemory();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Times a bnorm pass and its floor in turn, sample by sample, so that the machine's drift (2x
-// from minute to minute on shared machines) moves both alike: the benchmark's time is bnorm's
-// (manual time), and counters carry the floor of the same samples, floor_ms per call and
-// floor_nt (1 when its stores are non-temporal). The floor's stores are those of the faster
-// floor, found by timing each a few times in turn.
-template <class Pass, class Floor>
-void paired_with_floor(benchmark::State& state, double bytes_per_call, const Pass& pass,
-                       const Floor& floor) {
+// bnorm's pass on shape s, timed in turn with the floor of its traffic (paired.hpp): the
+// benchmark's time is bnorm's, the counters floor_ms (per call, the same iterations) and
+// floor_nt (1 when the floor's stores are non-temporal). The floor's stores are those of the
+// faster floor, found by timing each a few times in turn.
+void bnorm_against_floor(benchmark::State& state, const Shape& s, Pass pass) {
+  Workspace& ws = workspace(s);
+  const BnormPass bnorm_pass(ws, pass);
+  const auto floor = [&](Store st) {
+    if (pass == Pass::bwd)
+      floor_backward(ws.x.data(), ws.dy.data(), 0.75f, ws.dx.data(), s.size(), st);
+    else
+      floor_forward(ws.x.data(), 0.75f, 0.25f, ws.y.data(), s.size(), st);
+  };
   double regular = 1e300, nontemporal = 1e300;
   for (int round = 0; round < 3; ++round) {
     regular = std::min(regular, warm_ms([&] { floor(Store::regular); }));
     nontemporal = std::min(nontemporal, warm_ms([&] { floor(Store::nontemporal); }));
   }
   const Store store = nontemporal < regular ? Store::nontemporal : Store::regular;
-  double floor_ms = 0;
-  for (auto _ : state) {
-    floor_ms += warm_ms([&] { floor(store); });
-    state.SetIterationTime(warm_ms(pass) * 1e-3);
-  }
-  state.counters["floor_ms"] = floor_ms / static_cast<double>(state.iterations());
+  time_in_turn(state, bnorm_pass, "floor_ms", [&] { floor(store); });
   state.counters["floor_nt"] = store == Store::nontemporal ? 1 : 0;
-  set_traffic_counters(state, bytes_per_call);
-}
-
-void fused_forward_training(benchmark::State& state, const Shape& s) {
-  Workspace& ws = workspace(s);
-  const auto x = input_view(ws.x.data(), s);
-  const auto y = output_view(ws.y.data(), s);
-  paired_with_floor(
-      state, minimal_bytes(Pass::fwd_train, s, sizeof(float)),
-      [&] {
-        auto stats = bnorm::fused::forward_training<float>(x, ws.weight, ws.bias, kEps, y);
-        benchmark::DoNotOptimize(stats.invstd.data());
-      },
-      [&](Store st) { floor_forward(ws.x.data(), 0.75f, 0.25f, ws.y.data(), s.size(), st); });
-}
-
-void fused_forward_inference(benchmark::State& state, const Shape& s) {
-  Workspace& ws = workspace(s);
-  const auto x = input_view(ws.x.data(), s);
-  const auto y = output_view(ws.y.data(), s);
-  paired_with_floor(
-      state, minimal_bytes(Pass::fwd_infer, s, sizeof(float)),
-      [&] {
-        bnorm::fused::forward_inference<float>(x, ws.weight, ws.bias, ws.running_mean,
-                                               ws.running_var, kEps, y);
-      },
-      [&](Store st) { floor_forward(ws.x.data(), 0.75f, 0.25f, ws.y.data(), s.size(), st); });
-}
-
-void fused_backward(benchmark::State& state, const Shape& s) {
-  Workspace& ws = workspace(s);
-  const auto x = input_view(ws.x.data(), s);
-  const auto dy = input_view(ws.dy.data(), s);
-  const auto dx = output_view(ws.dx.data(), s);
-  // Statistics come from the forward pass, outside the timed loop, as in training.
-  const auto stats = bnorm::fused::forward_training<float>(x, ws.weight, ws.bias, kEps,
-                                                           output_view(ws.y.data(), s));
-  Eigen::ArrayXf dweight(s.c), dbias(s.c);
-  paired_with_floor(
-      state, minimal_bytes(Pass::bwd, s, sizeof(float)),
-      [&] {
-        bnorm::fused::backward<float>(x, dy, ws.weight, stats, dx, dweight, dbias);
-        benchmark::DoNotOptimize(dweight.data());
-      },
-      [&](Store st) {
-        floor_backward(ws.x.data(), ws.dy.data(), 0.75f, ws.dx.data(), s.size(), st);
-      });
+  set_traffic_counters(state, minimal_bytes(pass, s, sizeof(float)));
 }
 
 // Per shape: the bnorm passes, each timed against its floor, then the peers.
 void register_shape(const Shape& s, const std::vector<Peer>& peers) {
-  add_benchmark(
-      bench_name("fwd_train", "bnorm", s), s,
-      [s](benchmark::State& state) { fused_forward_training(state, s); }, Timing::manual);
-  add_benchmark(
-      bench_name("fwd_infer", "bnorm", s), s,
-      [s](benchmark::State& state) { fused_forward_inference(state, s); }, Timing::manual);
-  add_benchmark(
-      bench_name("bwd", "bnorm", s), s, [s](benchmark::State& state) { fused_backward(state, s); },
-      Timing::manual);
+  for (Pass pass : {Pass::fwd_train, Pass::fwd_infer, Pass::bwd})
+    add_benchmark(
+        bench_name(pass_name(pass), "bnorm", s), s,
+        [s, pass](benchmark::State& state) { bnorm_against_floor(state, s, pass); },
+        Timing::manual);
   for (const Peer& p : peers) p.register_shape(s);
 }
 

@@ -1,0 +1,40 @@
+// Timing two kernels in turn, sample by sample, so that the drift of a shared machine (2x from
+// minute to minute) moves both alike and their ratio survives it.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <string>
+
+namespace bnorm_bench {
+
+// Calls f once untimed, then once timed, and returns the milliseconds of the timed call. The
+// untimed call leaves the caches (and the OpenMP team) as f finds them in a loop of its own,
+// whatever ran before it: a non-temporal-store kernel, for one, evicts the lines that a
+// regular-store kernel would find cached.
+template <class F>
+double warm_ms(const F& f) {
+  f();
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  benchmark::ClobberMemory();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Times `subject` and `reference` in turn, one warm call of each per iteration. The benchmark's
+// time is the subject's (register it with Timing::manual); the counter `reference_ms` gets the
+// reference's mean time per call over the same iterations, so that a report can take the ratio
+// of the two within each repetition.
+template <class Subject, class Reference>
+void time_in_turn(benchmark::State& state, const Subject& subject, const std::string& reference_ms,
+                  const Reference& reference) {
+  double total = 0;
+  for (auto _ : state) {
+    total += warm_ms(reference);
+    state.SetIterationTime(warm_ms(subject) * 1e-3);
+  }
+  state.counters[reference_ms] = total / static_cast<double>(state.iterations());
+}
+
+}  // namespace bnorm_bench
