@@ -179,9 +179,19 @@ void two_pass_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_
 }
 
 #if defined(BNORM_HAVE_PACKS)
-/// S1 = sum d and S2 = sum d^2 of one channel, d = x - shift, in 16 double lanes.
+/// S1 = sum d and S2 = sum d^2 of one channel, d = x - shift, in 16 double lanes and, for the
+/// last values of NCHW planes (reduce_planes), in the scalars t1 and t2.
 struct ShiftedSums {
   Wide s1{}, s2{}, shift{};  // shift: one per lane (NHWC) or the same in all (NCHW)
+  double t1 = 0, t2 = 0;
+
+  // d = x - shift; t1 += d; t2 += d * d   (NCHW: lane 0's shift is every lane's)
+  template <class T>
+  void add_scalar(const T* x) {
+    const double d = static_cast<double>(*x) - shift.part[0][0];
+    t1 += d;
+    t2 += d * d;
+  }
 
   // d = x - shift; s1 += d; s2 += d * d
   template <class T>
@@ -230,8 +240,8 @@ void shifted_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t
   reduce_planes(x.c(), c0, c1, n0, n1, acc.data(), planes);
   for (index_t c = c0; c < c1; ++c) {
     const ShiftedSums& a = acc[c - c0];
-    finish_shifted(x, c, n0, n1, count, lane(a.shift, 0), lane_total(a.s1), lane_total(a.s2),
-                   out + (c - c0));
+    finish_shifted(x, c, n0, n1, count, lane(a.shift, 0), lane_total(a.s1) + a.t1,
+                   lane_total(a.s2) + a.t2, out + (c - c0));
   }
 }
 
@@ -434,9 +444,19 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
 }
 
 #if defined(BNORM_HAVE_PACKS)
-/// sum dy and sum dy * (x - mean) of one channel in 16 double lanes.
+/// sum dy and sum dy * (x - mean) of one channel in 16 double lanes and, for the last values of
+/// NCHW planes (reduce_planes), in the scalars t_dy and t_dy_xmu.
 struct GradSums {
   Wide dy{}, dy_xmu{}, mean{};  // mean: one per lane (NHWC) or the same in all (NCHW)
+  double t_dy = 0, t_dy_xmu = 0;
+
+  // t_dy += g; t_dy_xmu += g * (x - mean)   (NCHW: lane 0's mean is every lane's)
+  template <class T>
+  void add_scalar(const T* x, const T* g) {
+    const double gd = static_cast<double>(*g);
+    t_dy += gd;
+    t_dy_xmu += gd * (static_cast<double>(*x) - mean.part[0][0]);
+  }
 
   // dy += g; dy_xmu += g * (x - mean)
   template <class T>
@@ -483,8 +503,8 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
     for (index_t c = c0; c < c1; ++c) acc[c - c0].mean = broadcast(mean[c]);
     reduce_planes(x.c(), c0, c1, n0, n1, acc.data(), Planes<const T>(x), Planes<const T>(dy));
     for (index_t c = c0; c < c1; ++c) {
-      sum_dy[c - c0] = lane_total(acc[c - c0].dy);
-      sum_dy_xmu[c - c0] = lane_total(acc[c - c0].dy_xmu);
+      sum_dy[c - c0] = lane_total(acc[c - c0].dy) + acc[c - c0].t_dy;
+      sum_dy_xmu[c - c0] = lane_total(acc[c - c0].dy_xmu) + acc[c - c0].t_dy_xmu;
     }
     return;
   }
