@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -375,14 +376,38 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
     };
   };
   if (planes_contiguous(out, in...)) {
-    map_planes(
-        out.c(), c0, c1, n0, n1, stream, Planes<T>(out),
-        [&](index_t c) {
-          std::array<T, K> kc;
-          for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
-          return with(kc);
-        },
-        Planes<const T>(in)...);
+    const auto value = [&](index_t c) {
+      std::array<T, K> kc;
+      for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
+      return with(kc);
+    };
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (plane_groups_apply(c0, c1, stream, Planes<T>(out), Planes<const T>(in)...)) {
+        // A group's constants, lane j for channel cg + j; each pack permutes them to its lanes.
+        const auto group = [&](index_t cg) {
+          std::array<Pack<float>, K> kg;
+          for (std::size_t j = 0; j < K; ++j) kg[j] = load_pack(k[j].data() + (cg - c0));
+          return [kg, &with](const PackPlanes& planes, const auto&... v) {
+            const __m512i lanes = _mm512_load_si512(planes.lane);
+            std::array<Pack<float>, K> kc;
+            for (std::size_t j = 0; j < K; ++j) {
+              __m512 group_k;
+              std::memcpy(&group_k, &kg[j].v, sizeof group_k);
+              // the zero-masked form: the plain one trips a false GCC 12 -Wmaybe-uninitialized
+              const __m512 lane_k = _mm512_maskz_permutexvar_ps(0xFFFF, lanes, group_k);
+              std::memcpy(&kc[j].v, &lane_k, sizeof lane_k);
+            }
+            return with(kc)(v...);
+          };
+        };
+        map_plane_groups(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), group, value,
+                         Planes<const T>(in)...);
+        return true;
+      }
+    }
+#endif
+    map_planes(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), value, Planes<const T>(in)...);
     return true;
   }
   if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {
