@@ -25,16 +25,20 @@ double warm_ms(const F& f) {
 // Times `subject` and `reference` in turn, one warm call of each per iteration. The benchmark's
 // time is the subject's (register it with Timing::manual); the counter `reference_ms` gets the
 // reference's mean time per call over the same iterations, so that a report can take the ratio
-// of the two within each repetition.
+// of the two within each repetition. Returns the subject's mean time per call in ms.
 template <class Subject, class Reference>
-void time_in_turn(benchmark::State& state, const Subject& subject, const std::string& reference_ms,
-                  const Reference& reference) {
-  double total = 0;
+double time_in_turn(benchmark::State& state, const Subject& subject,
+                    const std::string& reference_ms, const Reference& reference) {
+  double reference_total = 0, subject_total = 0;
   for (auto _ : state) {
-    total += warm_ms(reference);
-    state.SetIterationTime(warm_ms(subject) * 1e-3);
+    reference_total += warm_ms(reference);
+    const double ms = warm_ms(subject);
+    subject_total += ms;
+    state.SetIterationTime(ms * 1e-3);
   }
-  state.counters[reference_ms] = total / static_cast<double>(state.iterations());
+  const auto iterations = static_cast<double>(state.iterations());
+  state.counters[reference_ms] = reference_total / iterations;
+  return subject_total / iterations;
 }
 
 }  // namespace bnorm_bench
