@@ -19,9 +19,9 @@
 #endif
 
 #include "bnorm_passes.hpp"
-#include "floor_kernels.hpp"
 #include "machine.hpp"
 #include "paired.hpp"
+#include "pass_floor.hpp"
 #include "passes.hpp"
 #include "peers.hpp"
 #include "registration.hpp"
@@ -39,19 +39,9 @@ using namespace bnorm_bench;
 void bnorm_against_floor(benchmark::State& state, const Shape& s, Pass pass) {
   Workspace& ws = workspace(s);
   const BnormPass bnorm_pass(ws, pass);
-  const auto floor = [&](Store st) {
-    if (pass == Pass::bwd)
-      floor_backward(ws.x.data(), ws.dy.data(), 0.75f, ws.dx.data(), s.size(), st);
-    else
-      floor_forward(ws.x.data(), 0.75f, 0.25f, ws.y.data(), s.size(), st);
-  };
-  double regular = 1e300, nontemporal = 1e300;
-  for (int round = 0; round < 3; ++round) {
-    regular = std::min(regular, warm_ms([&] { floor(Store::regular); }));
-    nontemporal = std::min(nontemporal, warm_ms([&] { floor(Store::nontemporal); }));
-  }
-  const Store store = nontemporal < regular ? Store::nontemporal : Store::regular;
-  time_in_turn(state, bnorm_pass, "floor_ms", [&] { floor(store); });
+  const bool backward = pass == Pass::bwd;
+  const Store store = faster_floor_store(ws, backward);
+  time_in_turn(state, bnorm_pass, "floor_ms", [&] { pass_floor(ws, backward, store); });
   state.counters["floor_nt"] = store == Store::nontemporal ? 1 : 0;
   set_traffic_counters(state, minimal_bytes(pass, s, sizeof(float)));
 }

@@ -1,9 +1,9 @@
-// bnorm_bench_kernels: the halves of the fused passes, each timed in turn with the floor of its
-// pass (paired.hpp), to see where a pass's time over the floor goes: the statistics and the
-// normalisation of training forward, the sums and the input gradient of backward. float32 NCHW,
-// the shapes of bnorm_bench. Each benchmark carries floor_ms and per_floor (its time over the
-// floor's, the same iterations): the per_floor of a pass's two halves add up to about the pass's
-// /floor in bnorm_bench. Not part of scripts/bench: run it directly, e.g.
+// bnorm_bench_kernels: the halves of the fused passes, each timed in turn with the faster floor
+// of its pass (paired.hpp, pass_floor.hpp), to see where a pass's time over the floor goes: the
+// statistics and the normalisation of training forward, the sums and the input gradient of
+// backward. float32 NCHW, the shapes of bnorm_bench. Each benchmark carries floor_ms and per_floor
+// (its time over the floor's, the same iterations): the per_floor of a pass's two halves add up to
+// about the pass's /floor in bnorm_bench. Not part of scripts/bench: run it directly, e.g.
 //   OMP_NUM_THREADS=2 build-bench/bench/bnorm_bench_kernels --benchmark_filter=7x7
 // The kernels are bnorm::detail internals; their names and signatures may change.
 
@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "floor_kernels.hpp"
 #include "paired.hpp"
+#include "pass_floor.hpp"
 #include "passes.hpp"
 #include "registration.hpp"
 #include "shapes.hpp"
@@ -80,13 +80,9 @@ void run_half(benchmark::State& state, const Shape& s, Half half) {
     }
     benchmark::ClobberMemory();
   };
-  const Store store = plan.stream ? Store::nontemporal : Store::regular;
-  const double ms = time_in_turn(state, kernel, "floor_ms", [&] {
-    if (backward)
-      floor_backward(ws.x.data(), ws.dy.data(), 0.75f, ws.dx.data(), s.size(), store);
-    else
-      floor_forward(ws.x.data(), 0.75f, 0.25f, ws.y.data(), s.size(), store);
-  });
+  const Store store = faster_floor_store(ws, backward);
+  const double ms =
+      time_in_turn(state, kernel, "floor_ms", [&] { pass_floor(ws, backward, store); });
   // the kernel's mean time per call over the floor's, the same iterations
   state.counters["per_floor"] = ms / state.counters["floor_ms"];
   // The half's own traffic: x (statistics); x, y (normalisation); x, dy (sums); x, dy, dx.

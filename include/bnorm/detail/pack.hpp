@@ -20,6 +20,7 @@
 #endif
 
 #include "../config.hpp"
+#include "stream.hpp"
 
 namespace bnorm::detail {
 
@@ -92,6 +93,18 @@ inline void stream_pack(T* p, const Pack<T>& a) {
   (void)dst;
   store_pack(p, a);
 #endif
+}
+
+/// Runs walk(put), where put(p, a) stores pack a at p: with non-temporal stores, then a fence,
+/// when `stream` (every p must then start a cache line), with regular stores otherwise.
+template <class T, class Walk>
+void walk_storing(bool stream, const Walk& walk) {
+  if (stream) {
+    walk([](T* p, const Pack<T>& a) { stream_pack(p, a); });
+    streaming_fence();
+  } else {
+    walk([](T* p, const Pack<T>& a) { store_pack(p, a); });
+  }
 }
 
 /// Doubles in one native vector register of the target.

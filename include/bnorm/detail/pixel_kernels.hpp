@@ -17,7 +17,6 @@
 
 #include "../nchw_view.hpp"
 #include "rows.hpp"
-#include "stream.hpp"
 
 namespace bnorm::detail {
 
@@ -117,12 +116,7 @@ void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream, con
         }(pixel_run(in, n, c0, r)...);
       }
   };
-  if (stream && pixel_lines_aligned(out, c0, c1)) {
-    walk([](T* p, const Pack<T>& a) { stream_pack(p, a); });
-    streaming_fence();
-  } else {
-    walk([](T* p, const Pack<T>& a) { store_pack(p, a); });
-  }
+  walk_storing<T>(stream && pixel_lines_aligned(out, c0, c1), walk);
 }
 
 }  // namespace bnorm::detail

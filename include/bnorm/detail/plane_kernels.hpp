@@ -160,16 +160,11 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
         compute(put, out(n, c), 0, len, value(c), in(n, c)...);
       }
   };
+  if (!stream || lines_aligned(out)) {  // streamed: every pack is whole lines, stream it
+    walk_storing<T>(stream, walk);
+    return;
+  }
   const auto store = [](T* p, const auto& a) { store_pack(p, a); };
-  if (!stream) {
-    walk(store);
-    return;
-  }
-  if (lines_aligned(out)) {  // every pack is a whole line: stream the packs themselves
-    walk([](T* p, const auto& a) { stream_pack(p, a); });
-    streaming_fence();
-    return;
-  }
   const bool adjacent = out.channel_stride == len;  // a block's planes in one image: one run
   StreamedRun<T> run;
   for (index_t n = n0; n < n1; ++n)
@@ -257,12 +252,7 @@ void map_plane_groups(index_t channels, index_t c0, index_t c1, index_t n0, inde
         }(in(n, cg)...);
       }
   };
-  if (stream) {
-    walk([](float* q, const Pack<float>& a) { stream_pack(q, a); });
-    streaming_fence();
-  } else {
-    walk([](float* q, const Pack<float>& a) { store_pack(q, a); });
-  }
+  walk_storing<float>(stream, walk);
   if (whole < c1) map_planes(channels, whole, c1, n0, n1, stream, out, value, in...);
 }
 #endif
