@@ -5,6 +5,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "test_support.hpp"
 
 namespace bnorm_test {
@@ -203,51 +207,69 @@ TEST(FusedStreaming, LargeOutputsMatchDoubleLoops) {
 }
 
 #if defined(BNORM_HAVE_PACKS)
+// Every output of a training forward, backward and inference forward.
+struct StreamedOutputs {
+  std::vector<float> y, dx, y_eval;
+  Eigen::ArrayXd mean, var;
+  Array<float> dw, db;
+  bool operator==(const StreamedOutputs& o) const {
+    return y == o.y && dx == o.dx && y_eval == o.y_eval && (mean == o.mean).all() &&
+           (var == o.var).all() && (dw == o.dw).all() && (db == o.db).all();
+  }
+};
+
+// The passes on x and dy with every tensor `offset` floats past a 64-byte boundary; in place:
+// y over x, then dx over dy.
+StreamedOutputs run_streamed(const Shape& s, bool channels_last, std::size_t offset, bool in_place,
+                             const std::vector<float>& x, const std::vector<float>& dy,
+                             const Array<float>& w, const Array<float>& b) {
+  const std::size_t size = static_cast<std::size_t>(count(s));
+  const std::size_t stride = (size + 32) / 16 * 16;
+  std::vector<float> storage(4 * stride + 16);
+  float* base = storage.data();
+  base += (64 - reinterpret_cast<std::uintptr_t>(base) % 64) % 64 / sizeof(float) + offset;
+  float *px = base, *py = base + stride, *pdy = base + 2 * stride, *pdx = base + 3 * stride;
+  if (in_place) {
+    py = px;
+    pdx = pdy;
+  }
+  auto view = [&](auto* p) {
+    using V = bnorm::NCHWView<std::remove_pointer_t<decltype(p)>>;
+    return channels_last ? V::channels_last(p, s[0], s[1], s[2], s[3])
+                         : V(p, s[0], s[1], s[2], s[3]);
+  };
+  const auto xv = view(static_cast<const float*>(px)), dyv = view(static_cast<const float*>(pdy));
+  const auto yv = view(py), dxv = view(pdx);
+  EXPECT_EQ(channels_last ? bnorm::detail::pixel_lines_aligned(yv, 0, s[1])
+                          : bnorm::detail::lines_aligned(bnorm::detail::Planes<float>(yv)),
+            offset == 0);
+  StreamedOutputs o;
+  std::copy(x.begin(), x.end(), px);
+  const auto stats = bnorm::fused::forward_training<float>(xv, w, b, 1e-5, yv);
+  o.y.assign(py, py + size);
+  o.mean = stats.mean;
+  o.var = stats.var;
+  std::copy(x.begin(), x.end(), px);  // in place, y took x's place
+  std::copy(dy.begin(), dy.end(), pdy);
+  bnorm::fused::backward<float>(xv, dyv, w, stats, dxv, o.dw, o.db);
+  o.dx.assign(pdx, pdx + size);
+  const Array<float> mean = stats.mean.cast<float>(), var = stats.var.cast<float>();
+  bnorm::fused::forward_inference<float>(xv, w, b, mean, var, 1e-5, yv);
+  o.y_eval.assign(py, py + size);
+  return o;
+}
+
 // Streamed outputs whose packs are whole cache lines are streamed pack by pack; others go
 // through an L1 buffer (NCHW) or regular stores (channels-last). The same tensors at a 64-byte
 // boundary and 16 bytes past one give the same bits in every pass.
 void expect_aligned_streaming_matches_unaligned(bool channels_last) {
   const Shape s{8, 64, 96, 96};
-  const std::size_t size = static_cast<std::size_t>(count(s));
-  ASSERT_GE(2 * size * sizeof(float), std::size_t{32} << 20);  // the passes stream
+  ASSERT_GE(2 * count(s) * index_t{sizeof(float)}, index_t{32} << 20);  // the passes stream
   const auto x = random_values<float>(s, 45, 2.0), dy = random_values<float>(s, 46);
   const Array<float> w = random_array<float>(s[1], 47, 0.5, 1.5);
   const Array<float> b = random_array<float>(s[1], 48, -1, 1);
-  struct Out {
-    std::vector<float> y, dx, y_eval;
-  };
-  auto run = [&](std::size_t offset) {
-    // x, y, dy, dx one after another, each starting `offset` floats past a 64-byte boundary
-    const std::size_t stride = (size + 32) / 16 * 16;
-    std::vector<float> storage(4 * stride + 16);
-    float* base = storage.data();
-    base += (64 - reinterpret_cast<std::uintptr_t>(base) % 64) % 64 / sizeof(float) + offset;
-    float *px = base, *py = base + stride, *pdy = base + 2 * stride, *pdx = base + 3 * stride;
-    std::copy(x.begin(), x.end(), px);
-    std::copy(dy.begin(), dy.end(), pdy);
-    auto view = [&](auto* p) {
-      using V = bnorm::NCHWView<std::remove_pointer_t<decltype(p)>>;
-      return channels_last ? V::channels_last(p, s[0], s[1], s[2], s[3])
-                           : V(p, s[0], s[1], s[2], s[3]);
-    };
-    const auto xv = view(static_cast<const float*>(px)), dyv = view(static_cast<const float*>(pdy));
-    const auto yv = view(py), dxv = view(pdx);
-    EXPECT_EQ(channels_last ? bnorm::detail::pixel_lines_aligned(yv, 0, s[1])
-                            : bnorm::detail::lines_aligned(bnorm::detail::Planes<float>(yv)),
-              offset == 0);
-    Array<float> dw, db;
-    const auto stats = bnorm::fused::forward_training<float>(xv, w, b, 1e-5, yv);
-    bnorm::fused::backward<float>(xv, dyv, w, stats, dxv, dw, db);
-    Out o{{py, py + size}, {pdx, pdx + size}, {}};
-    const Array<float> mean = stats.mean.cast<float>(), var = stats.var.cast<float>();
-    bnorm::fused::forward_inference<float>(xv, w, b, mean, var, 1e-5, yv);
-    o.y_eval.assign(py, py + size);
-    return o;
-  };
-  const Out aligned = run(0), unaligned = run(4);
-  EXPECT_TRUE(aligned.y == unaligned.y);
-  EXPECT_TRUE(aligned.dx == unaligned.dx);
-  EXPECT_TRUE(aligned.y_eval == unaligned.y_eval);
+  EXPECT_TRUE(run_streamed(s, channels_last, 0, false, x, dy, w, b) ==
+              run_streamed(s, channels_last, 4, false, x, dy, w, b));
 }
 
 TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
@@ -256,6 +278,36 @@ TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
 
 TEST(FusedStreaming, LineAlignedPixelsMatchRegularStores) {
   expect_aligned_streaming_matches_unaligned(true);
+}
+
+// Streamed NCHW passes over channels of more than a megabyte run pipelined when their output
+// planes are whole cache lines: each channel's reduction shares its sweeps with the previous
+// channel's map (sweep_blocks). They give the bits of the unpipelined passes (the same tensors
+// 16 bytes past a line), with 1, 2 and 3 threads (which pair different channels) and in place.
+TEST(FusedStreaming, PipelinedSweepsMatchUnpipelined) {
+  const Shape shapes[] = {{4, 12, 320, 320}, {3, 8, 400, 464}};
+  for (const Shape& s : shapes) {
+    SCOPED_TRACE(to_string(s));
+    const auto x = random_values<float>(s, 55, 3.0), dy = random_values<float>(s, 56);
+    const bnorm::detail::Plan plan(bnorm::NCHWView<const float>(x.data(), s[0], s[1], s[2], s[3]),
+                                   sizeof(float));
+    ASSERT_TRUE(plan.pipelined);
+    const Array<float> w = random_array<float>(s[1], 57, 0.5, 1.5);
+    const Array<float> b = random_array<float>(s[1], 58, -1, 1);
+    const StreamedOutputs unpipelined = run_streamed(s, false, 4, false, x, dy, w, b);
+#if defined(_OPENMP)
+    const int saved = omp_get_max_threads();
+    for (int threads = 1; threads <= 3; ++threads) {
+      SCOPED_TRACE(threads);
+      omp_set_num_threads(threads);
+#endif
+      EXPECT_TRUE(run_streamed(s, false, 0, false, x, dy, w, b) == unpipelined);
+      EXPECT_TRUE(run_streamed(s, false, 0, true, x, dy, w, b) == unpipelined);
+#if defined(_OPENMP)
+    }
+    omp_set_num_threads(saved);
+#endif
+  }
 }
 #endif
 

@@ -101,24 +101,33 @@ BatchStatistics forward_training(NCHWView<const T> x,
     k.b[c] = detail::bias_at(bias, c);
   };
   if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x)) {
-    // Each block: statistics chunk by chunk, then its normalisation while x is in cache.
-    bnorm::detail::parallel_for(
-        plan.blocks,
-        [&](index_t b) {
-          const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
+    // Each block's statistics chunk by chunk, then its normalisation while x is in cache;
+    // long channels of large tensors pipelined (sweep_blocks).
+    const auto normalise = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+      bnorm::detail::normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(),
+                               plan.stream);
+    };
+    const auto merge = [&](index_t c0, const std::vector<detail::Moments>& part) {
+      for (std::size_t j = 0; j < part.size(); ++j)
+        moments[static_cast<std::size_t>(c0) + j].merge(part[j]);
+    };
+    bnorm::detail::sweep_blocks(
+        plan, plan.pipelined && bnorm::detail::sweeps_fuse(y, plan.stream, x),
+        [&](index_t c0, index_t c1, index_t n0, index_t n1) {
           std::vector<detail::Moments> part(static_cast<std::size_t>(c1 - c0));
-          for (index_t c = c0; c < c1; ++c) moments[static_cast<std::size_t>(c)] = {};
-          for (index_t ch = 0; ch < plan.chunks; ++ch) {
-            bnorm::detail::chunk_moments(x, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
-                                         part.data());
-            for (index_t c = c0; c < c1; ++c)
-              moments[static_cast<std::size_t>(c)].merge(part[static_cast<std::size_t>(c - c0)]);
-          }
-          for (index_t c = c0; c < c1; ++c) finish(c);
-          bnorm::detail::normalise(x, y, c0, c1, index_t{0}, x.n(), s.mean.data(), k.a.data(),
-                                   k.b.data(), plan.stream);
+          bnorm::detail::chunk_moments(x, c0, c1, n0, n1, part.data());
+          merge(c0, part);
         },
-        plan.threads);
+        [&](index_t c0, index_t c1) {
+          for (index_t c = c0; c < c1; ++c) finish(c);
+        },
+        normalise,
+        [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
+          std::vector<detail::Moments> part(static_cast<std::size_t>(width));
+          bnorm::detail::moments_and_normalise(x, y, r0, m0, width, n0, n1, part.data(),
+                                               s.mean.data(), k.a.data(), k.b.data(), plan.stream);
+          merge(r0, part);
+        });
   } else {
     // Fewer blocks than threads, or channels-last: the statistics of all channels, then the
     // normalisation spread over images (same arithmetic as the blocks for NCHW).
@@ -194,25 +203,39 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
                                sum_dy_xmu[c], m, k.a[c], k.c[c], k.d[c]);
   };
   if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x, dy)) {
-    bnorm::detail::parallel_for(
-        plan.blocks,
-        [&](index_t b) {
-          const index_t c0 = plan.block_begin(b), c1 = plan.block_end(b);
-          std::vector<double> part_dy(static_cast<std::size_t>(c1 - c0)),
-              part_dy_xmu(part_dy.size());
-          for (index_t ch = 0; ch < plan.chunks; ++ch) {
-            bnorm::detail::chunk_grad_sums(x, dy, c0, c1, plan.chunk_begin(ch), plan.chunk_end(ch),
-                                           stats.mean.data(), part_dy.data(), part_dy_xmu.data());
-            for (index_t c = c0; c < c1; ++c) {
-              k.a[c] = (ch == 0 ? 0.0 : k.a[c]) + part_dy[c - c0];
-              k.b[c] = (ch == 0 ? 0.0 : k.b[c]) + part_dy_xmu[c - c0];
-            }
-          }
-          for (index_t c = c0; c < c1; ++c) finish(c);
-          bnorm::detail::grad_input(x, dy, dx, c0, c1, index_t{0}, x.n(), stats.mean.data(),
-                                    k.a.data(), k.c.data(), k.d.data(), plan.stream);
+    // Each block's sums chunk by chunk, then its dx while x and dy are in cache; long
+    // channels of large tensors pipelined (sweep_blocks).
+    const auto grad_input = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+      bnorm::detail::grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(),
+                                k.c.data(), k.d.data(), plan.stream);
+    };
+    // a chunk's sums, added to the block's (k.a and k.b start at 0)
+    const auto add = [&](index_t c0, const std::vector<double>& part) {
+      const std::size_t width = part.size() / 2;
+      for (std::size_t j = 0; j < width; ++j) {
+        k.a[c0 + static_cast<index_t>(j)] += part[j];
+        k.b[c0 + static_cast<index_t>(j)] += part[width + j];
+      }
+    };
+    bnorm::detail::sweep_blocks(
+        plan, plan.pipelined && bnorm::detail::sweeps_fuse(dx, plan.stream, x, dy),
+        [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+          std::vector<double> part(static_cast<std::size_t>(2 * (c1 - c0)));
+          bnorm::detail::chunk_grad_sums(x, dy, c0, c1, n0, n1, stats.mean.data(), part.data(),
+                                         part.data() + (c1 - c0));
+          add(c0, part);
         },
-        plan.threads);
+        [&](index_t c0, index_t c1) {
+          for (index_t c = c0; c < c1; ++c) finish(c);
+        },
+        grad_input,
+        [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
+          std::vector<double> part(static_cast<std::size_t>(2 * width));
+          bnorm::detail::grad_sums_and_input(x, dy, dx, r0, m0, width, n0, n1, part.data(),
+                                             part.data() + width, stats.mean.data(), k.a.data(),
+                                             k.c.data(), k.d.data(), plan.stream);
+          add(r0, part);
+        });
   } else {
     bnorm::detail::channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data());
     for (index_t c = 0; c < channels; ++c) finish(c);
