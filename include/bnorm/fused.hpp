@@ -74,7 +74,8 @@ struct Scratch {
 /// mean = K + S1 / n, M2 = S2 - S1^2 / n with S1 = sum (x - K), S2 = sum (x - K)^2, redone with
 /// two passes (mean, then sum (x - mean)^2) when that would lose more than 4 bits; two passes
 /// otherwise. Then the normalisation, right after a block's statistics so x is read again from
-/// cache (docs/numerics.md).
+/// cache, or, for long channels of large tensors, in the same loop as the next channel's
+/// statistics (docs/numerics.md, docs/performance.md).
 /// weight and bias have C elements, or both 0 for affine = false. Throws
 /// bnorm::invalid_argument, before writing anything, when shapes or sizes disagree, eps is
 /// negative or NaN, or M == 1. M == 0 writes nothing and returns zero statistics.
@@ -174,7 +175,8 @@ void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic
 ///   dx = weight * invstd / M * (M * g - sum g - xhat * sum(g * xhat)).
 /// `stats` are those forward_training returned for the same x. The sums are accumulated in
 /// double over chunks added in a fixed order; each block's dx pass follows its sums while x and
-/// dy are in cache. dweight and dbias are resized to C, or to 0 when weight is empty
+/// dy are in cache, or, for long channels of large tensors, runs in the same loop as the next
+/// channel's sums. dweight and dbias are resized to C, or to 0 when weight is empty
 /// (affine = false). Throws bnorm::invalid_argument, before writing anything, when shapes or
 /// sizes disagree.
 template <class T>

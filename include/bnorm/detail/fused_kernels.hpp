@@ -122,8 +122,9 @@ struct Plan {
   index_t items() const { return (images + images_per_item - 1) / images_per_item; }
   index_t item_begin(index_t k) const { return k * images_per_item; }
   index_t item_end(index_t k) const { return std::min(images, (k + 1) * images_per_item); }
-  /// Enough blocks to keep every thread busy: run each block's passes back to back. Otherwise
-  /// the caller spreads (block, chunk) items over the threads pass by pass.
+  /// Enough blocks to keep every thread busy: each thread runs the passes of its own blocks
+  /// (sweep_blocks). Otherwise the caller spreads (block, chunk) items over the threads pass by
+  /// pass.
   bool blocks_fill_threads() const { return blocks >= threads; }
 };
 
@@ -403,7 +404,7 @@ auto with_constants(const F& f, const KC& kc) {
 /// value(c) of the plane walks: f with channel c's constants k[j][c - c0] as scalars.
 template <class T, std::size_t K, class F>
 auto plane_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
-  return [c0, &k, &f](index_t c) {
+  return [c0, &k, f](index_t c) {  // f by value: callers may pass a temporary formula
     std::array<T, K> kc;
     for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
     return with_constants(f, kc);
@@ -524,7 +525,7 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
 }
 
 /// True when a reduction over x (and the views `in`) and a map into `out` can share one sweep
-/// (moments_and_normalise, grad_sums_and_input): NCHW planes of at least a pack, and, with
+/// (moments_and_normalise, grad_sums_and_input): NCHW planes of whole packs, and, with
 /// `stream`, output planes of whole cache lines.
 template <class T, class... V>
 bool sweeps_fuse(const NCHWView<T>& out, bool stream, const V&... in) {
@@ -553,7 +554,7 @@ void moments_and_normalise(const NCHWView<const T>& x, const NCHWView<T>& y, ind
   reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
                         plane_value(m0, k, NormaliseFormula{}), planes);
   shifted_finish(x, r0, r0 + width, n0, n1, acc, out);
-#else
+#else  // unreachable: sweeps_fuse is false without packs
   chunk_moments(x, r0, r0 + width, n0, n1, out);
   normalise(x, y, m0, m0 + width, n0, n1, mean, scale, shift, stream);
 #endif
@@ -765,7 +766,7 @@ void grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, const N
   if (stream) streaming_fence();
 }
 
-/// Where sweeps_fuse(x, dx, stream) and by_planes(x, dy): chunk_grad_sums of channels
+/// Where sweeps_fuse(dx, stream, x, dy): chunk_grad_sums of channels
 /// [r0, r0 + width) over images [n0, n1) into sum_dy[j] and sum_dy_xmu[j], and in the same sweep
 /// grad_input of channels [m0, m0 + width) over the same images (reduce_and_map_planes), with
 /// the same results as the two calls.
@@ -781,7 +782,7 @@ void grad_sums_and_input(const NCHWView<const T>& x, const NCHWView<const T>& dy
                         plane_value(m0, t, GradInputFormula{}), Planes<const T>(x),
                         Planes<const T>(dy));
   grad_sums_finish(acc, sum_dy, sum_dy_xmu);
-#else
+#else  // unreachable: sweeps_fuse is false without packs
   chunk_grad_sums(x, dy, r0, r0 + width, n0, n1, mean, sum_dy, sum_dy_xmu);
   grad_input(x, dy, dx, m0, m0 + width, n0, n1, mean, k, shift, kc, stream);
 #endif
@@ -827,8 +828,8 @@ void scale_rows(const NCHWView<const T>& dy, const NCHWView<T>& dx, index_t c0, 
 ///   both(r0, m0, width, n0, n1): reduce(r0, r0 + width, n0, n1) and map(m0, m0 + width, n0, n1)
 ///   in one sweep.
 /// Unpipelined, each block's map follows its reduction, while its x is in cache. Pipelined
-/// (p.pipelined, where the views allow it: sweeps_fuse), block b's reduction shares each chunk's
-/// sweep with block b - 1's map, so a core reads from memory while it writes.
+/// (`pipelined`: p.pipelined where the views allow it, see sweeps_fuse), block b's reduction shares
+/// each chunk's sweep with block b - 1's map, so a core reads from memory while it writes.
 template <class Reduce, class Finish, class Map, class Both>
 void sweep_blocks(const Plan& p, bool pipelined, const Reduce& reduce, const Finish& finish,
                   const Map& map, const Both& both) {
@@ -841,13 +842,11 @@ void sweep_blocks(const Plan& p, bool pipelined, const Reduce& reduce, const Fin
           const index_t c0 = b < b1 ? p.block_begin(b) : 0, c1 = b < b1 ? p.block_end(b) : 0;
           const index_t m0 = b > b0 ? p.block_begin(b - 1) : 0,
                         m1 = pipelined && b > b0 ? p.block_end(b - 1) : m0;
-          const index_t width = std::min(c1 - c0, m1 - m0);  // blocks shrink only at the end
+          const index_t width = std::min(c1 - c0, m1 - m0);  // the rest alone
           for (index_t ch = 0; ch < p.chunks; ++ch) {
             const index_t n0 = p.chunk_begin(ch), n1 = p.chunk_end(ch);
-            if (width > 0)
-              both(c0, m0, width, n0, n1);
-            else if (c1 > c0)
-              reduce(c0, c1, n0, n1);
+            if (width > 0) both(c0, m0, width, n0, n1);
+            if (c0 + width < c1) reduce(c0 + width, c1, n0, n1);
             if (m0 + width < m1) map(m0 + width, m1, n0, n1);
           }
           if (c1 > c0) finish(c0, c1);
