@@ -218,9 +218,11 @@ struct StreamedOutputs {
   }
 };
 
-// The passes on x and dy with every tensor `offset` floats past a 64-byte boundary; in place:
-// y over x, then dx over dy.
-StreamedOutputs run_streamed(const Shape& s, bool channels_last, std::size_t offset, bool in_place,
+// Where the outputs go: their own tensors, over the inputs (y over x, dx over dy), or dx over x.
+enum class Place { apart, over_inputs, dx_over_x };
+
+// The passes on x and dy with every tensor `offset` floats past a 64-byte boundary.
+StreamedOutputs run_streamed(const Shape& s, bool channels_last, std::size_t offset, Place place,
                              const std::vector<float>& x, const std::vector<float>& dy,
                              const Array<float>& w, const Array<float>& b) {
   const std::size_t size = static_cast<std::size_t>(count(s));
@@ -229,10 +231,11 @@ StreamedOutputs run_streamed(const Shape& s, bool channels_last, std::size_t off
   float* base = storage.data();
   base += (64 - reinterpret_cast<std::uintptr_t>(base) % 64) % 64 / sizeof(float) + offset;
   float *px = base, *py = base + stride, *pdy = base + 2 * stride, *pdx = base + 3 * stride;
-  if (in_place) {
+  if (place == Place::over_inputs) {
     py = px;
     pdx = pdy;
   }
+  if (place == Place::dx_over_x) pdx = px;
   auto view = [&](auto* p) {
     using V = bnorm::NCHWView<std::remove_pointer_t<decltype(p)>>;
     return channels_last ? V::channels_last(p, s[0], s[1], s[2], s[3])
@@ -253,6 +256,7 @@ StreamedOutputs run_streamed(const Shape& s, bool channels_last, std::size_t off
   std::copy(dy.begin(), dy.end(), pdy);
   bnorm::fused::backward<float>(xv, dyv, w, stats, dxv, o.dw, o.db);
   o.dx.assign(pdx, pdx + size);
+  std::copy(x.begin(), x.end(), px);  // dx may have taken x's place
   const Array<float> mean = stats.mean.cast<float>(), var = stats.var.cast<float>();
   bnorm::fused::forward_inference<float>(xv, w, b, mean, var, 1e-5, yv);
   o.y_eval.assign(py, py + size);
@@ -268,8 +272,8 @@ void expect_aligned_streaming_matches_unaligned(bool channels_last) {
   const auto x = random_values<float>(s, 45, 2.0), dy = random_values<float>(s, 46);
   const Array<float> w = random_array<float>(s[1], 47, 0.5, 1.5);
   const Array<float> b = random_array<float>(s[1], 48, -1, 1);
-  EXPECT_TRUE(run_streamed(s, channels_last, 0, false, x, dy, w, b) ==
-              run_streamed(s, channels_last, 4, false, x, dy, w, b));
+  EXPECT_TRUE(run_streamed(s, channels_last, 0, Place::apart, x, dy, w, b) ==
+              run_streamed(s, channels_last, 4, Place::apart, x, dy, w, b));
 }
 
 TEST(FusedStreaming, LineAlignedPlanesMatchTheBufferedPath) {
@@ -283,9 +287,10 @@ TEST(FusedStreaming, LineAlignedPixelsMatchRegularStores) {
 // Streamed NCHW passes over channels of more than a megabyte run pipelined when their output
 // planes are whole cache lines: each channel's reduction shares its sweeps with the previous
 // channel's map (sweep_blocks). They give the bits of the unpipelined passes (the same tensors
-// 16 bytes past a line), with 1, 2 and 3 threads (which pair different channels) and in place.
+// 16 bytes past a line), with 1, 2 and 3 threads (which pair different channels; with 2
+// channels and 2 threads, each thread has a single channel) and in place.
 TEST(FusedStreaming, PipelinedSweepsMatchUnpipelined) {
-  const Shape shapes[] = {{4, 12, 320, 320}, {3, 8, 400, 464}};
+  const Shape shapes[] = {{4, 12, 320, 320}, {3, 8, 400, 464}, {16, 2, 400, 400}};
   for (const Shape& s : shapes) {
     SCOPED_TRACE(to_string(s));
     const auto x = random_values<float>(s, 55, 3.0), dy = random_values<float>(s, 56);
@@ -294,15 +299,16 @@ TEST(FusedStreaming, PipelinedSweepsMatchUnpipelined) {
     ASSERT_TRUE(plan.pipelined);
     const Array<float> w = random_array<float>(s[1], 57, 0.5, 1.5);
     const Array<float> b = random_array<float>(s[1], 58, -1, 1);
-    const StreamedOutputs unpipelined = run_streamed(s, false, 4, false, x, dy, w, b);
+    const StreamedOutputs unpipelined = run_streamed(s, false, 4, Place::apart, x, dy, w, b);
 #if defined(_OPENMP)
     const int saved = omp_get_max_threads();
     for (int threads = 1; threads <= 3; ++threads) {
       SCOPED_TRACE(threads);
       omp_set_num_threads(threads);
 #endif
-      EXPECT_TRUE(run_streamed(s, false, 0, false, x, dy, w, b) == unpipelined);
-      EXPECT_TRUE(run_streamed(s, false, 0, true, x, dy, w, b) == unpipelined);
+      for (Place place : {Place::apart, Place::over_inputs, Place::dx_over_x})
+        EXPECT_TRUE(run_streamed(s, false, 0, place, x, dy, w, b) == unpipelined)
+            << "place " << static_cast<int>(place);
 #if defined(_OPENMP)
     }
     omp_set_num_threads(saved);
