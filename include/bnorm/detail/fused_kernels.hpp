@@ -419,7 +419,6 @@ template <class T, std::size_t K, class F, class... V>
 bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
                   const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
                   const V&... in) {
-  const auto with = [&f](const auto& kc) { return with_constants(f, kc); };
   if (planes_contiguous(out, in...)) {
     const auto value = plane_value(c0, k, f);
 #if defined(__AVX512F__)
@@ -429,7 +428,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
         const auto group = [&](index_t cg) {
           std::array<Pack<float>, K> kg;
           for (std::size_t j = 0; j < K; ++j) kg[j] = load_pack(k[j].data() + (cg - c0));
-          return [kg, &with](const PackPlanes& planes, const auto&... v) {
+          return [kg, &f](const PackPlanes& planes, const auto&... v) {
             const __m512i lanes = _mm512_load_si512(planes.lane);
             std::array<Pack<float>, K> kc;
             for (std::size_t j = 0; j < K; ++j) {
@@ -439,7 +438,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
               const __m512 lane_k = _mm512_maskz_permutexvar_ps(0xFFFF, lanes, group_k);
               std::memcpy(&kc[j].v, &lane_k, sizeof lane_k);
             }
-            return with(kc)(v...);
+            return with_constants(f, kc)(v...);
           };
         };
         map_plane_groups(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), group, value,
@@ -457,7 +456,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
         [&](index_t cg) {
           std::array<Pack<T>, K> kc;
           for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(k[j].data() + (cg - c0));
-          return with(kc);
+          return with_constants(f, kc);
         },
         in...);
     return true;
