@@ -11,6 +11,10 @@
 /// Defining BNORM_NO_STAGED before including leaves out staged.hpp and eigen.hpp, the two
 /// headers that need Eigen's Tensor module, and BatchNorm2d is then fused only: most of the
 /// compile time of a translation unit that uses it is the staged variant (docs/compile_cost.md).
+///
+/// Defining BNORM_EXTERN_TEMPLATES declares the float and double instances of the fused and
+/// staged free functions `extern template`: the unit then does not compile the kernels, and
+/// exactly one unit of the program must include <bnorm/instantiate.hpp> (see there).
 #pragma once
 
 #include "batch_norm.hpp"
@@ -20,4 +24,9 @@
 #ifndef BNORM_NO_STAGED
 #include "eigen.hpp"
 #include "staged.hpp"
+#endif
+#ifdef BNORM_EXTERN_TEMPLATES
+#include "detail/instances.hpp"
+BNORM_DETAIL_INSTANCES(extern template, float)
+BNORM_DETAIL_INSTANCES(extern template, double)
 #endif

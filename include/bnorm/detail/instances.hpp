@@ -1,0 +1,68 @@
+/// @file detail/instances.hpp
+/// @brief The list of the public function templates' float and double instances, as a macro.
+///
+/// BNORM_DETAIL_INSTANCES(KIND, T) expands to one explicit instantiation per public free
+/// function of bnorm::fused (and of bnorm::staged unless BNORM_NO_STAGED), where KIND is
+/// `template` (a definition: <bnorm/instantiate.hpp>) or `extern template` (a declaration:
+/// <bnorm/bnorm.hpp> with BNORM_EXTERN_TEMPLATES). Keep it in step with fused.hpp and staged.hpp:
+/// a signature that no longer matches fails to compile in tests/instances.cpp.
+#pragma once
+
+#include <Eigen/Core>
+
+#include "../fused.hpp"
+#include "../nchw_view.hpp"
+#ifndef BNORM_NO_STAGED
+#include "../staged.hpp"
+#endif
+
+#define BNORM_DETAIL_ARRAY(T) const Eigen::Array<T, Eigen::Dynamic, 1>&
+#define BNORM_DETAIL_OUT_ARRAY(T) Eigen::Array<T, Eigen::Dynamic, 1>&
+
+#define BNORM_DETAIL_FUSED_INSTANCES(KIND, T)                                                      \
+  KIND bnorm::fused::BatchStatistics bnorm::fused::forward_training<T>(                            \
+      bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T), double,              \
+      bnorm::NCHWView<T>);                                                                         \
+  KIND void bnorm::fused::forward_inference<T>(bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),    \
+                                               BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T),       \
+                                               BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>); \
+  KIND void bnorm::fused::backward<T>(bnorm::NCHWView<const T>, bnorm::NCHWView<const T>,          \
+                                      BNORM_DETAIL_ARRAY(T), const bnorm::fused::BatchStatistics&, \
+                                      bnorm::NCHWView<T>, BNORM_DETAIL_OUT_ARRAY(T),               \
+                                      BNORM_DETAIL_OUT_ARRAY(T));                                  \
+  KIND void bnorm::fused::backward_inference<T>(                                                   \
+      bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),                   \
+      BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>,                    \
+      BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T));                                       \
+  KIND bnorm::fused::LocalStatistics bnorm::fused::local_statistics<T>(bnorm::NCHWView<const T>);  \
+  KIND void bnorm::fused::normalize<T>(                                                            \
+      bnorm::NCHWView<const T>, const bnorm::fused::BatchStatistics&, BNORM_DETAIL_ARRAY(T),       \
+      BNORM_DETAIL_ARRAY(T), bnorm::NCHWView<T>);                                                  \
+  KIND bnorm::fused::GradientSums bnorm::fused::local_gradient_sums<T>(                            \
+      bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, const bnorm::fused::BatchStatistics&);   \
+  KIND void bnorm::fused::backward_input<T>(                                                       \
+      bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),                   \
+      const bnorm::fused::BatchStatistics&, const bnorm::fused::GradientSums&,                     \
+      bnorm::NCHWView<T>);
+
+#ifndef BNORM_NO_STAGED
+#define BNORM_DETAIL_STAGED_INSTANCES(KIND, T)                                                   \
+  KIND bnorm::staged::Cache<T> bnorm::staged::forward_training<T>(                               \
+      bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T), double,            \
+      bnorm::NCHWView<T>);                                                                       \
+  KIND bnorm::staged::Cache<T> bnorm::staged::forward_inference<T>(                              \
+      bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T),                    \
+      BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>);                 \
+  KIND void bnorm::staged::backward<T>(const bnorm::staged::Cache<T>&, bnorm::NCHWView<const T>, \
+                                       bnorm::NCHWView<T>, BNORM_DETAIL_OUT_ARRAY(T),            \
+                                       BNORM_DETAIL_OUT_ARRAY(T));                               \
+  KIND void bnorm::staged::backward<T>(const bnorm::staged::Cache<T>&, BNORM_DETAIL_ARRAY(T),    \
+                                       bnorm::NCHWView<const T>, bnorm::NCHWView<T>,             \
+                                       BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T));
+#else
+#define BNORM_DETAIL_STAGED_INSTANCES(KIND, T)
+#endif
+
+#define BNORM_DETAIL_INSTANCES(KIND, T) \
+  BNORM_DETAIL_FUSED_INSTANCES(KIND, T) \
+  BNORM_DETAIL_STAGED_INSTANCES(KIND, T)

@@ -1,0 +1,23 @@
+/// @file instantiate.hpp
+/// @brief Compiles the float and double instances of bnorm's kernels once, for programs whose
+/// other translation units define BNORM_EXTERN_TEMPLATES.
+///
+/// bnorm is header-only: every translation unit that calls a kernel compiles it again, and at
+/// -O3 that is most of the unit's compile time. A program with many such units can compile them
+/// once instead:
+/// - define BNORM_EXTERN_TEMPLATES for the program's units (CMake:
+///   `target_compile_definitions(app PRIVATE BNORM_EXTERN_TEMPLATES)`); <bnorm/bnorm.hpp> then
+///   declares the float and double instances of bnorm::fused's and bnorm::staged's functions
+///   `extern template`, so those units never compile them;
+/// - include this header in exactly one unit of the program; it defines those instances.
+///
+/// Results are the same bits either way. Other element types, and the module's inline members,
+/// are still compiled where they are used. Define BNORM_NO_STAGED for this unit too when the
+/// program leaves the staged variant out.
+#pragma once
+
+#include "bnorm.hpp"
+#include "detail/instances.hpp"
+
+BNORM_DETAIL_INSTANCES(template, float)
+BNORM_DETAIL_INSTANCES(template, double)
