@@ -8,43 +8,6 @@ namespace {
 template <class T>
 using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 
-template <class F>
-std::string message_of(const F& f) {
-  try {
-    f();
-  } catch (const bnorm::invalid_argument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "(no exception)";
-}
-
-// Everything a failed call could have changed.
-template <class T>
-struct Snapshot {
-  Array<T> weight, bias, running_mean, running_var, weight_grad, bias_grad;
-  std::int64_t batches;
-  std::vector<T> output;
-  Snapshot(const bnorm::BatchNorm2d<T>& bn, const Buffer<T>& out)
-      : weight(bn.weight()),
-        bias(bn.bias()),
-        running_mean(bn.running_mean()),
-        running_var(bn.running_var()),
-        weight_grad(bn.weight_grad()),
-        bias_grad(bn.bias_grad()),
-        batches(bn.num_batches_tracked()),
-        output(out.values()) {}
-  bool operator==(const Snapshot& o) const {
-    auto same = [](const Array<T>& a, const Array<T>& b) {
-      return a.size() == b.size() && (a == b).all();
-    };
-    return same(weight, o.weight) && same(bias, o.bias) && same(running_mean, o.running_mean) &&
-           same(running_var, o.running_var) && same(weight_grad, o.weight_grad) &&
-           same(bias_grad, o.bias_grad) && batches == o.batches && output == o.output;
-  }
-};
-
 // A module that has trained one step (so state and gradients are non-trivial), with random
 // data in its output buffers so an unwanted write shows.
 template <class T>

@@ -101,8 +101,8 @@ bool same_on_all_ranks(const A& a) {
   bool same = true;
   for (int r = 1; r < p; ++r)
     same = same && (mine.empty() ||  // (memcmp of an empty vector's null data() is undefined)
-                    std::memcmp(all.data() + static_cast<std::size_t>(r) * mine.size(),
-                                all.data(), mine.size() * sizeof(double)) == 0);
+                    std::memcmp(all.data() + static_cast<std::size_t>(r) * mine.size(), all.data(),
+                                mine.size() * sizeof(double)) == 0);
   return same;
 }
 
@@ -289,43 +289,6 @@ TYPED_TEST(SyncBatchNorm, OneValueOnARankIsFine) {
   std::vector<index_t> split(static_cast<std::size_t>(p), 1);
   split.back() = 4;
   run_steps<TypeParam>({}, 4, 1, 1, split, 7000);
-}
-
-// Everything a failed call could have changed on this rank.
-template <class T>
-struct Snapshot {
-  Array<T> weight, bias, running_mean, running_var, weight_grad, bias_grad;
-  std::int64_t batches;
-  std::vector<T> output;
-  Snapshot(const Sync<T>& bn, const Buffer<T>& out)
-      : weight(bn.weight()),
-        bias(bn.bias()),
-        running_mean(bn.running_mean()),
-        running_var(bn.running_var()),
-        weight_grad(bn.weight_grad()),
-        bias_grad(bn.bias_grad()),
-        batches(bn.num_batches_tracked()),
-        output(out.values()) {}
-  bool operator==(const Snapshot& o) const {
-    auto same = [](const Array<T>& a, const Array<T>& b) {
-      return a.size() == b.size() && (a == b).all();
-    };
-    return same(weight, o.weight) && same(bias, o.bias) && same(running_mean, o.running_mean) &&
-           same(running_var, o.running_var) && same(weight_grad, o.weight_grad) &&
-           same(bias_grad, o.bias_grad) && batches == o.batches && output == o.output;
-  }
-};
-
-template <class F>
-std::string message_of(const F& f) {
-  try {
-    f();
-  } catch (const bnorm::invalid_argument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "(no exception)";
 }
 
 // A module on this rank that trained one step, with random data in y and dx.

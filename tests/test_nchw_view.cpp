@@ -59,16 +59,6 @@ TEST(NCHWView, EmptyViewsMayHaveNullData) {
   EXPECT_EQ(w.size(), 0);
 }
 
-template <class F>
-std::string message_of(const F& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
-
 TEST(NCHWView, RejectsNegativeExtents) {
   float x = 0;
   EXPECT_EQ(message_of([&] { NCHWView<float>(&x, 1, -3, 1, 1); }),

@@ -219,14 +219,6 @@ TYPED_TEST(Split, PipelineOverPartsEqualsTheWholeBatch) {
 }
 
 TEST(SplitErrors, MergeAndFinalizeArguments) {
-  auto message_of = [](const auto& f) -> std::string {
-    try {
-      f();
-    } catch (const bnorm::invalid_argument& e) {
-      return e.what();
-    }
-    return "(no exception)";
-  };
   using bnorm::fused::LocalStatistics;
   const LocalStatistics a{4, Eigen::ArrayXd::Zero(3), Eigen::ArrayXd::Zero(3)};
   const LocalStatistics b{4, Eigen::ArrayXd::Zero(2), Eigen::ArrayXd::Zero(2)};

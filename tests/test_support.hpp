@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,48 @@ double rel_error(const A& a, const B& b) {
   }
   return ref > 0 ? diff / ref : diff;
 }
+
+/// What f() throws: the message of a bnorm::invalid_argument, "wrong exception type: ..." for
+/// any other exception, "(no exception)" when it returns.
+template <class F>
+std::string message_of(const F& f) {
+  try {
+    f();
+  } catch (const bnorm::invalid_argument& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("wrong exception type: ") + e.what();
+  }
+  return "(no exception)";
+}
+
+/// Everything a failed call could have changed: a module's (BatchNorm2d's or SyncBatchNorm2d's)
+/// parameters, buffers, gradients and batch count, and one output buffer.
+template <class T>
+struct Snapshot {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  Array weight, bias, running_mean, running_var, weight_grad, bias_grad;
+  std::int64_t batches;
+  std::vector<T> output;
+  template <class Module>
+  Snapshot(const Module& bn, const Buffer<T>& out)
+      : weight(bn.weight()),
+        bias(bn.bias()),
+        running_mean(bn.running_mean()),
+        running_var(bn.running_var()),
+        weight_grad(bn.weight_grad()),
+        bias_grad(bn.bias_grad()),
+        batches(bn.num_batches_tracked()),
+        output(out.values()) {}
+  bool operator==(const Snapshot& o) const {
+    auto same = [](const Array& a, const Array& b) {
+      return a.size() == b.size() && (a == b).all();
+    };
+    return same(weight, o.weight) && same(bias, o.bias) && same(running_mean, o.running_mean) &&
+           same(running_var, o.running_var) && same(weight_grad, o.weight_grad) &&
+           same(bias_grad, o.bias_grad) && batches == o.batches && output == o.output;
+  }
+};
 
 /// Plain long-double loops of BatchNorm2d with batch statistics, written straight from the
 /// definition; independent of both variants.
