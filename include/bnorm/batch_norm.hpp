@@ -16,15 +16,15 @@
 namespace bnorm {
 
 namespace mpi {
+BNORM_DETAIL_BEGIN_NO_STAGED
 template <class T>
 class SyncBatchNorm2d;  // <bnorm/mpi.hpp>: composes a BatchNorm2d and reuses its private checks
+BNORM_DETAIL_END_NO_STAGED
 }  // namespace mpi
 
-#ifdef BNORM_NO_STAGED
 // Without the staged variant the class differs, so it gets its own name for the linker (see
 // detail/staged_backend.hpp); users still spell it bnorm::BatchNorm2d.
-inline namespace no_staged {
-#endif
+BNORM_DETAIL_BEGIN_NO_STAGED
 
 /// torch.nn.BatchNorm2d on NCHW views, for T = float or double.
 ///
@@ -145,11 +145,7 @@ class BatchNorm2d {
   /// statistics as out of place, useful for inference or for re-estimating running statistics.
   /// x then holds y, so the returned Saved has in_place() set and backward rejects it.
   Saved forward(NCHWView<const T> x, NCHWView<T> y) {
-    check_channels("x", x);
-    detail::check_same_shape("y", y, "x", x);
-    detail::check_unique_layout("y", y);
-    detail::check_no_partial_overlap("y", y, "x", x);
-    check_state();
+    check_forward(x, y);
     const bool batch = uses_batch_statistics();
     if (batch) detail::check_training_count(x);
 
@@ -200,15 +196,7 @@ class BatchNorm2d {
   /// be exactly one of them (in place, same results as out of place; after dx over x, `saved`
   /// cannot serve another backward). A Saved from an in-place forward is rejected.
   void backward(const Saved& saved, NCHWView<const T> dy, NCHWView<T> dx) {
-    check_channels("dy", dy);
-    detail::check_shape("dy", dy, saved.shape_, "the shape of the forward's x");
-    detail::check_same_shape("dx", dx, "dy", dy);
-    detail::require(!saved.in_place_,
-                    "saved comes from a forward that ran in place (y was x) and overwrote the x "
-                    "that backward needs: expected the Saved of a forward with a separate y");
-    detail::check_backward_output(dy, dx);
-    detail::check_no_partial_overlap("dx", dx, "the forward's x", saved.x_);
-    check_state();
+    check_backward(saved.shape_, saved.in_place_, saved.x_, dy, dx);
     const index_t p = options_.affine ? num_features_ : 0;
     if (dy.size() == 0) {
       weight_grad_.setZero(p);
@@ -237,6 +225,31 @@ class BatchNorm2d {
   void check_channels(const char* name, const NCHWView<U>& v) const {
     detail::require(v.c() == num_features_, name, " has ", v.c(), " channels, module has ",
                     num_features_);
+  }
+
+  /// forward's checks of x and y, and of the module's state (SyncBatchNorm2d makes them too).
+  void check_forward(const NCHWView<const T>& x, const NCHWView<T>& y) const {
+    check_channels("x", x);
+    detail::check_same_shape("y", y, "x", x);
+    detail::check_unique_layout("y", y);
+    detail::check_no_partial_overlap("y", y, "x", x);
+    check_state();
+  }
+
+  /// backward's checks of dy and dx against the forward's x (its shape, whether y overwrote
+  /// it), and of the module's state (SyncBatchNorm2d makes them too).
+  void check_backward(const std::array<index_t, 4>& shape, bool in_place,
+                      const NCHWView<const T>& x, const NCHWView<const T>& dy,
+                      const NCHWView<T>& dx) const {
+    check_channels("dy", dy);
+    detail::check_shape("dy", dy, shape, "the shape of the forward's x");
+    detail::check_same_shape("dx", dx, "dy", dy);
+    detail::require(!in_place,
+                    "saved comes from a forward that ran in place (y was x) and overwrote the x "
+                    "that backward needs: expected the Saved of a forward with a separate y");
+    detail::check_backward_output(dy, dx);
+    detail::check_no_partial_overlap("dx", dx, "the forward's x", x);
+    check_state();
   }
 
   /// The user may resize the public arrays; they must still fit the module.
@@ -270,7 +283,5 @@ class BatchNorm2d {
   std::int64_t num_batches_tracked_ = 0;
 };
 
-#ifdef BNORM_NO_STAGED
-}  // namespace no_staged
-#endif
+BNORM_DETAIL_END_NO_STAGED
 }  // namespace bnorm

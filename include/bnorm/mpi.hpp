@@ -152,6 +152,10 @@ inline void raise_if_any_failed(const LocalOutcome& mine, const std::vector<int>
 /// exception; the other ranks throw bnorm::invalid_argument("bnorm: rank R of P rejected
 /// forward: <rank R's message>"). Afterwards every rank's state is as before and the module can
 /// be used again.
+///
+/// Like BatchNorm2d, declared in the inline namespace bnorm::mpi::no_staged under
+/// BNORM_NO_STAGED (see detail/staged_backend.hpp), since it holds a BatchNorm2d.
+BNORM_DETAIL_BEGIN_NO_STAGED
 template <class T>
 class SyncBatchNorm2d {
  public:
@@ -260,7 +264,7 @@ class SyncBatchNorm2d {
     const index_t channels = local_.num_features_;
     fused::LocalStatistics part;
     const detail::LocalOutcome outcome = detail::run_local([&] {
-      check_forward(x, y);
+      local_.check_forward(x, y);
       part = fused::local_statistics(x);
     });
     const auto width = static_cast<std::size_t>(2 * channels + 1);
@@ -314,7 +318,7 @@ class SyncBatchNorm2d {
     const index_t channels = local_.num_features_;
     fused::GradientSums part{Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels)};
     const detail::LocalOutcome outcome = detail::run_local([&] {
-      check_backward(saved, dy, dx);
+      local_.check_backward(saved.shape_, saved.in_place_, saved.x_, dy, dx);
       if (saved.stats_.count > 0) part = fused::local_gradient_sums(saved.x_, dy, saved.stats_);
     });
     const bool affine = local_.options_.affine;
@@ -343,30 +347,6 @@ class SyncBatchNorm2d {
   }
 
  private:
-  /// BatchNorm2d::forward's checks, in its order and with its messages (keep them in step).
-  void check_forward(const NCHWView<const T>& x, const NCHWView<T>& y) const {
-    local_.check_channels("x", x);
-    bnorm::detail::check_same_shape("y", y, "x", x);
-    bnorm::detail::check_unique_layout("y", y);
-    bnorm::detail::check_no_partial_overlap("y", y, "x", x);
-    local_.check_state();
-  }
-
-  /// BatchNorm2d::backward's checks, in its order and with its messages (keep them in step).
-  void check_backward(const Saved& saved, const NCHWView<const T>& dy,
-                      const NCHWView<T>& dx) const {
-    local_.check_channels("dy", dy);
-    bnorm::detail::check_shape("dy", dy, saved.shape_, "the shape of the forward's x");
-    bnorm::detail::check_same_shape("dx", dx, "dy", dy);
-    bnorm::detail::require(!saved.in_place_,
-                           "saved comes from a forward that ran in place (y was x) and overwrote "
-                           "the x that backward needs: expected the Saved of a forward with a "
-                           "separate y");
-    bnorm::detail::check_backward_output(dy, dx);
-    bnorm::detail::check_no_partial_overlap("dx", dx, "the forward's x", saved.x_);
-    local_.check_state();
-  }
-
   /// Largest C whose 2C + 1 doubles fit MPI's int count.
   static constexpr index_t kMaxFeatures = (INT_MAX - 1) / 2;
 
@@ -429,5 +409,6 @@ class SyncBatchNorm2d {
   MPI_Comm comm_;
   int rank_ = 0, ranks_ = 1;
 };
+BNORM_DETAIL_END_NO_STAGED
 
 }  // namespace bnorm::mpi

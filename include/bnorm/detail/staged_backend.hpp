@@ -20,6 +20,17 @@
 #include "../staged.hpp"
 #endif
 
+/// Open and close the inline namespace bnorm::no_staged (or nothing without BNORM_NO_STAGED)
+/// around every class whose layout depends on the macro: BatchNorm2d, SyncBatchNorm2d and the
+/// stub below.
+#ifdef BNORM_NO_STAGED
+#define BNORM_DETAIL_BEGIN_NO_STAGED inline namespace no_staged {
+#define BNORM_DETAIL_END_NO_STAGED }
+#else
+#define BNORM_DETAIL_BEGIN_NO_STAGED
+#define BNORM_DETAIL_END_NO_STAGED
+#endif
+
 namespace bnorm::detail {
 
 #ifndef BNORM_NO_STAGED
@@ -62,7 +73,7 @@ struct StagedBackend {
 /// BNORM_NO_STAGED: no staged variant. BatchNorm2d's constructor rejects Variant::staged, so
 /// none of these functions is ever called; they throw if one is. Like BatchNorm2d, the stub has
 /// its own inline namespace, so the linker never takes one class's functions for the other's.
-inline namespace no_staged {
+BNORM_DETAIL_BEGIN_NO_STAGED
 template <class T>
 struct StagedBackend {
   static constexpr bool available = false;
@@ -89,7 +100,7 @@ struct StagedBackend {
     throw std::logic_error("bnorm: the staged variant was left out with BNORM_NO_STAGED");
   }
 };
-}  // namespace no_staged
+BNORM_DETAIL_END_NO_STAGED
 
 #endif
 
