@@ -2,6 +2,7 @@
 /// @brief Row output with regular or non-temporal (cache-bypassing) stores.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "../config.hpp"
@@ -26,56 +27,53 @@ void copy_plain(T* dst, const T* src, index_t n) {
   for (index_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
+/// Bytes of the widest vector this build has, and one non-temporal store of it: *dst = *src,
+/// dst aligned to kStreamVectorBytes.
+#if defined(__AVX512F__)
+inline constexpr std::size_t kStreamVectorBytes = 64;
+inline void stream_vector(float* dst, const float* src) {
+  _mm512_stream_ps(dst, _mm512_loadu_ps(src));
+}
+inline void stream_vector(double* dst, const double* src) {
+  _mm512_stream_pd(dst, _mm512_loadu_pd(src));
+}
+#elif defined(__AVX__)
+inline constexpr std::size_t kStreamVectorBytes = 32;
+inline void stream_vector(float* dst, const float* src) {
+  _mm256_stream_ps(dst, _mm256_loadu_ps(src));
+}
+inline void stream_vector(double* dst, const double* src) {
+  _mm256_stream_pd(dst, _mm256_loadu_pd(src));
+}
+#elif defined(__SSE2__)
+inline constexpr std::size_t kStreamVectorBytes = 16;
+inline void stream_vector(float* dst, const float* src) {
+  _mm_stream_ps(dst, _mm_loadu_ps(src));
+}
+inline void stream_vector(double* dst, const double* src) {
+  _mm_stream_pd(dst, _mm_loadu_pd(src));
+}
+#else
+inline constexpr std::size_t kStreamVectorBytes = 0;  // no non-temporal stores
+#endif
+
 /// dst[0, n) = src[0, n) with non-temporal stores where the instruction set has them. dst is
 /// written with regular stores up to its first aligned vector and for the tail.
-inline void copy_streaming(float* dst, const float* src, index_t n) {
-#if defined(__AVX512F__)
-  constexpr index_t kVec = 16;
-#elif defined(__AVX__)
-  constexpr index_t kVec = 8;
-#elif defined(__SSE2__)
-  constexpr index_t kVec = 4;
-#else
-  constexpr index_t kVec = 1;
-#endif
-  const auto misaligned = reinterpret_cast<std::uintptr_t>(dst) % (kVec * sizeof(float));
-  index_t head = misaligned == 0 ? 0 : kVec - static_cast<index_t>(misaligned / sizeof(float));
-  if (misaligned % sizeof(float) != 0 || head > n) head = n;  // unalignable: plain stores
-  copy_plain(dst, src, head);
-  index_t i = head;
-#if defined(__AVX512F__)
-  for (; i + kVec <= n; i += kVec) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
-#elif defined(__AVX__)
-  for (; i + kVec <= n; i += kVec) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-#elif defined(__SSE2__)
-  for (; i + kVec <= n; i += kVec) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-#endif
-  copy_plain(dst + i, src + i, n - i);
-}
-
-inline void copy_streaming(double* dst, const double* src, index_t n) {
-#if defined(__AVX512F__)
-  constexpr index_t kVec = 8;
-#elif defined(__AVX__)
-  constexpr index_t kVec = 4;
-#elif defined(__SSE2__)
-  constexpr index_t kVec = 2;
-#else
-  constexpr index_t kVec = 1;
-#endif
-  const auto misaligned = reinterpret_cast<std::uintptr_t>(dst) % (kVec * sizeof(double));
-  index_t head = misaligned == 0 ? 0 : kVec - static_cast<index_t>(misaligned / sizeof(double));
-  if (misaligned % sizeof(double) != 0 || head > n) head = n;
-  copy_plain(dst, src, head);
-  index_t i = head;
-#if defined(__AVX512F__)
-  for (; i + kVec <= n; i += kVec) _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
-#elif defined(__AVX__)
-  for (; i + kVec <= n; i += kVec) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
-#elif defined(__SSE2__)
-  for (; i + kVec <= n; i += kVec) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
-#endif
-  copy_plain(dst + i, src + i, n - i);
+template <class T>
+void copy_streaming(T* dst, const T* src, index_t n) {
+  if constexpr (kStreamVectorBytes == 0) {
+    copy_plain(dst, src, n);
+  } else {
+    constexpr auto kVec = static_cast<index_t>(kStreamVectorBytes / sizeof(T));
+    const auto misaligned = reinterpret_cast<std::uintptr_t>(dst) % kStreamVectorBytes;
+    index_t head = misaligned == 0 ? 0 : kVec - static_cast<index_t>(misaligned / sizeof(T));
+    if (misaligned % sizeof(T) != 0 || head > n) head = n;  // unalignable: plain stores
+    copy_plain(dst, src, head);
+    index_t i = head;
+    // dst[i, i + kVec) = src[i, i + kVec), streamed
+    for (; i + kVec <= n; i += kVec) stream_vector(dst + i, src + i);
+    copy_plain(dst + i, src + i, n - i);
+  }
 }
 
 /// Orders this thread's non-temporal stores before anything that follows (they are weakly
