@@ -5,10 +5,6 @@
 #include <benchmark/benchmark.h>
 #include <bnorm/bnorm.hpp>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -19,7 +15,6 @@
 #endif
 
 #include "bnorm_passes.hpp"
-#include "machine.hpp"
 #include "paired.hpp"
 #include "pass_floor.hpp"
 #include "passes.hpp"
@@ -56,14 +51,6 @@ void register_shape(const Shape& s, const std::vector<Peer>& peers) {
   for (const Peer& p : peers) p.register_shape(s);
 }
 
-int max_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,23 +63,10 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
 #endif
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-
-  const std::vector<Peer> peers = available_peers();
-#if defined(BNORM_VERSION_MAJOR)
-  benchmark::AddCustomContext("bnorm_version", std::to_string(BNORM_VERSION_MAJOR) + "." +
-                                                   std::to_string(BNORM_VERSION_MINOR) + "." +
-                                                   std::to_string(BNORM_VERSION_PATCH));
-#endif
-  benchmark::AddCustomContext("cpu_model", cpu_model());
-  benchmark::AddCustomContext("omp_threads", std::to_string(max_threads()));
-  benchmark::AddCustomContext("floor_simd", floor_simd());
-  for (const Peer& p : peers) benchmark::AddCustomContext(p.name + "_version", p.version);
-
-  for (const Shape& s : resnet_shapes()) register_shape(s, peers);
-
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv, [] {
+    const std::vector<Peer> peers = available_peers();
+    benchmark::AddCustomContext("floor_simd", floor_simd());
+    for (const Peer& p : peers) benchmark::AddCustomContext(p.name + "_version", p.version);
+    for (const Shape& s : resnet_shapes()) register_shape(s, peers);
+  });
 }

@@ -93,14 +93,11 @@ void run_half(benchmark::State& state, const Shape& s, Half half) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  for (const Shape& s : resnet_shapes())
-    for (Half h : {Half::moments, Half::normalise, Half::grad_sums, Half::grad_input})
-      add_benchmark(
-          bench_name(half_name(h), "bnorm", s), s,
-          [s, h](benchmark::State& state) { run_half(state, s, h); }, Timing::manual);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv, [] {
+    for (const Shape& s : resnet_shapes())
+      for (Half h : {Half::moments, Half::normalise, Half::grad_sums, Half::grad_input})
+        add_benchmark(
+            bench_name(half_name(h), "bnorm", s), s,
+            [s, h](benchmark::State& state) { run_half(state, s, h); }, Timing::manual);
+  });
 }

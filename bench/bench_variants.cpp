@@ -77,19 +77,16 @@ void fused_backward(benchmark::State& state, const Shape& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  for (const Shape& s : variant_shapes()) {
-    add_benchmark(bench_name("fwd_train", "staged", s), s,
-                  [s](benchmark::State& st) { staged_forward_training(st, s); });
-    add_benchmark(bench_name("fwd_train", "fused", s), s,
-                  [s](benchmark::State& st) { fused_forward_training(st, s); });
-    add_benchmark(bench_name("bwd", "staged", s), s,
-                  [s](benchmark::State& st) { staged_backward(st, s); });
-    add_benchmark(bench_name("bwd", "fused", s), s,
-                  [s](benchmark::State& st) { fused_backward(st, s); });
-  }
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv, [] {
+    for (const Shape& s : variant_shapes()) {
+      add_benchmark(bench_name("fwd_train", "staged", s), s,
+                    [s](benchmark::State& st) { staged_forward_training(st, s); });
+      add_benchmark(bench_name("fwd_train", "fused", s), s,
+                    [s](benchmark::State& st) { fused_forward_training(st, s); });
+      add_benchmark(bench_name("bwd", "staged", s), s,
+                    [s](benchmark::State& st) { staged_backward(st, s); });
+      add_benchmark(bench_name("bwd", "fused", s), s,
+                    [s](benchmark::State& st) { fused_backward(st, s); });
+    }
+  });
 }

@@ -3,9 +3,14 @@
 
 #include <benchmark/benchmark.h>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include <string>
 #include <utility>
 
+#include "machine.hpp"
 #include "shapes.hpp"
 
 namespace bnorm_bench {
@@ -29,6 +34,35 @@ benchmark::internal::Benchmark* add_benchmark(const std::string& name, const Sha
   else
     b->UseRealTime();
   return b->Unit(time_unit_for(s));
+}
+
+// Threads of the OpenMP team the kernels and the floors run on (1 without OpenMP).
+inline int max_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Every benchmark binary's main: Google Benchmark's flags, what the results depend on besides
+// the code in the output's context (bnorm's version, the CPU model, the threads), then
+// add_all() registers the benchmarks, and they run.
+template <class F>
+int run_benchmarks(int argc, char** argv, F&& add_all) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+#if defined(BNORM_VERSION_MAJOR)
+  benchmark::AddCustomContext("bnorm_version", std::to_string(BNORM_VERSION_MAJOR) + "." +
+                                                   std::to_string(BNORM_VERSION_MINOR) + "." +
+                                                   std::to_string(BNORM_VERSION_PATCH));
+#endif
+  benchmark::AddCustomContext("cpu_model", cpu_model());
+  benchmark::AddCustomContext("omp_threads", std::to_string(max_threads()));
+  std::forward<F>(add_all)();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
 }
 
 }  // namespace bnorm_bench
