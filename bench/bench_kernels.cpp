@@ -24,7 +24,6 @@
 namespace {
 
 using namespace bnorm_bench;
-namespace detail = bnorm::detail;
 
 enum class Half { moments, normalise, grad_sums, grad_input };
 
@@ -42,52 +41,33 @@ const char* half_name(Half h) {
   return "?";
 }
 
-// One half of a pass over the whole tensor, as the passes split it: the reductions over the
-// plan's (block, chunk) pieces, the elementwise halves over images. Per-channel constants are
-// fixed values here; the kernels' cost does not depend on them.
+namespace on_sse2 {
+namespace detail = bnorm::detail::baseline;
+#include "kernel_halves.inc"
+}  // namespace on_sse2
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+namespace on_avx2 {
+namespace detail = bnorm::detail::avx2;
+#include "kernel_halves.inc"
+}  // namespace on_avx2
+namespace on_avx512 {
+namespace detail = bnorm::detail::avx512;
+#include "kernel_halves.inc"
+}  // namespace on_avx512
+#endif
+
+// The half with the kernels of the instruction set in use (bnorm::isa()).
 void run_half(benchmark::State& state, const Shape& s, Half half) {
-  Workspace& ws = workspace(s);
-  const auto x = input_view(ws.x.data(), s), dy = input_view(ws.dy.data(), s);
-  const auto y = output_view(ws.y.data(), s), dx = output_view(ws.dx.data(), s);
-  const bool backward = half == Half::grad_sums || half == Half::grad_input;
-  const detail::Plan plan(x, sizeof(float), backward ? 3 : 2);
-  const auto channels = static_cast<std::size_t>(s.c);
-  std::vector<detail::Moments> moments(channels);
-  std::vector<double> mean(channels, 0.5), scale(channels, 1.25), shift(channels, 0.25),
-      sums(2 * channels);
-  const auto kernel = [&] {
-    switch (half) {
-      case Half::moments:
-        detail::channel_moments(x, plan, moments.data());
-        break;
-      case Half::normalise:
-        detail::for_each_elementwise_piece(
-            plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-              detail::normalise(x, y, c0, c1, n0, n1, mean.data(), scale.data(), shift.data(),
-                                plan.stream);
-            });
-        break;
-      case Half::grad_sums:
-        detail::channel_grad_sums(x, dy, plan, mean.data(), sums.data(), sums.data() + s.c);
-        break;
-      case Half::grad_input:
-        detail::for_each_elementwise_piece(
-            plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-              detail::grad_input(x, dy, dx, c0, c1, n0, n1, mean.data(), scale.data(), shift.data(),
-                                 scale.data(), plan.stream);
-            });
-        break;
-    }
-    benchmark::ClobberMemory();
-  };
-  const Store store = faster_floor_store(ws, backward);
-  const double ms =
-      time_in_turn(state, kernel, "floor_ms", [&] { pass_floor(ws, backward, store); });
-  // the kernel's mean time per call over the floor's, the same iterations
-  state.counters["per_floor"] = ms / state.counters["floor_ms"];
-  // The half's own traffic: x (statistics); x, y (normalisation); x, dy (sums); x, dy, dx.
-  const int tensors = half == Half::moments ? 1 : half == Half::grad_input ? 3 : 2;
-  set_traffic_counters(state, tensors * static_cast<double>(s.size()) * sizeof(float));
+  switch (bnorm::detail::selected_isa()) {
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+    case bnorm::detail::Isa::avx512:
+      return on_avx512::run_half_with(state, s, half);
+    case bnorm::detail::Isa::avx2:
+      return on_avx2::run_half_with(state, s, half);
+#endif
+    default:
+      return on_sse2::run_half_with(state, s, half);
+  }
 }
 
 }  // namespace

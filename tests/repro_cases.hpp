@@ -48,19 +48,25 @@ void digest(std::uint64_t& h, const V& values) {
 template <class T>
 std::uint64_t run_repro_case_as(const ReproCase& rc) {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  const auto [n, c, h, w] = rc.shape;
+  const bnorm::index_t n = rc.shape[0], c = rc.shape[1], h = rc.shape[2], w = rc.shape[3];
   const std::size_t size = static_cast<std::size_t>(n * c * h * w);
+  // Inputs made by exact arithmetic only (integers scaled by powers of 2), so that every build
+  // of this program, -march=native's FMA contraction included, feeds the kernels the same bits
+  // (std::normal_distribution's arithmetic is compiled with the program's flags).
   std::mt19937_64 gen(99);
-  std::normal_distribution<double> normal(3.0, 2.0);
+  const auto uniform = [&gen] {  // in [1, 5), 24 random bits
+    return static_cast<T>(1.0 + static_cast<double>(gen() >> 40) / 4194304.0);
+  };
   std::vector<T> x(size), dy(size), y(size), dx(size);
-  for (auto& v : x) v = static_cast<T>(normal(gen));
-  for (auto& v : dy) v = static_cast<T>(normal(gen));
+  for (auto& v : x) v = uniform();
+  for (auto& v : dy) v = uniform() - T(3);
   Array weight(c), bias(c), mean(c), var(c), dweight, dbias;
   for (bnorm::index_t i = 0; i < c; ++i) {
-    weight[i] = static_cast<T>(1 + 0.1 * i);
-    bias[i] = static_cast<T>(0.5 - 0.05 * i);
-    mean[i] = static_cast<T>(2.5 + 0.01 * i);
-    var[i] = static_cast<T>(3.0 + 0.02 * i);
+    const double k = static_cast<double>(i);
+    weight[i] = static_cast<T>(1 + k / 8);
+    bias[i] = static_cast<T>(0.5 - k / 16);
+    mean[i] = static_cast<T>(2.5 + k / 64);
+    var[i] = static_cast<T>(3.0 + k / 32);
   }
   auto view = [&](T* p) {
     return rc.channels_last ? bnorm::NCHWView<T>::channels_last(p, n, c, h, w)
@@ -86,6 +92,33 @@ std::uint64_t run_repro_case_as(const ReproCase& rc) {
   const auto local = bnorm::fused::local_statistics<T>(view(x.data()));
   digest(d, local.mean);
   digest(d, local.m2);
+  // The split API: two parts merged, finalised, and the backward pieces.
+  const auto merged = bnorm::fused::merge_statistics({local, local});
+  const auto global = bnorm::fused::finalize(merged, 1e-5);
+  digest(d, merged.mean);
+  digest(d, global.invstd);
+  bnorm::fused::normalize<T>(view(x.data()), global, weight, bias, view(y.data()));
+  digest(d, y);
+  const auto sums = bnorm::fused::local_gradient_sums<T>(view(x.data()), view(dy.data()), global);
+  digest(d, sums.sum_dy_xmu);
+  bnorm::fused::backward_input<T>(view(x.data()), view(dy.data()), weight, global, sums,
+                                  view(dx.data()));
+  digest(d, dx);
+  bnorm::fused::parameter_gradients<T>(global, sums, true, dweight, dbias);
+  digest(d, dweight);
+  // The module: two training steps (running buffers, saved invstd), then eval.
+  bnorm::BatchNorm2d<T> bn(c);
+  bn.weight() = weight;
+  for (int step = 0; step < 2; ++step) {
+    const auto saved = bn.forward(view(x.data()), view(y.data()));
+    digest(d, saved.invstd());
+  }
+  digest(d, bn.running_mean());
+  digest(d, bn.running_var());
+  bn.eval();
+  const auto saved = bn.forward(view(x.data()), view(y.data()));
+  digest(d, y);
+  digest(d, saved.invstd());
   return d;
 }
 
@@ -96,6 +129,12 @@ inline std::string run_repro_case(const ReproCase& rc) {
       << (rc.channels_last ? " channels_last: " : " nchw: ") << std::hex
       << run_repro_case_as<float>(rc) << " " << run_repro_case_as<double>(rc);
   return out.str();
+}
+
+inline std::string run_repro_cases() {
+  std::string out;
+  for (const auto& c : repro_cases()) out += run_repro_case(c) + "\n";
+  return out;
 }
 
 }  // namespace bnorm_test

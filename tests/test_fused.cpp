@@ -73,9 +73,9 @@ void expect_fallback_to_two_passes(const Shape& s, Layout layout, const F& shift
   for (index_t i = 0; i < 16; ++i) x[static_cast<std::size_t>(plane + i)] += static_cast<T>(1e4);
   Buffer<T> xb(s, layout);
   xb.set(x);
-  std::vector<bnorm::detail::Moments> shifted(channels), two_pass(channels);
+  std::vector<bnorm::detail::baseline::Moments> shifted(channels), two_pass(channels);
   shifted_moments(xb.cview(), shifted.data());
-  bnorm::detail::two_pass_moments<T>(xb.cview(), 0, s[1], 0, s[0], two_pass.data());
+  bnorm::detail::baseline::two_pass_moments<T>(xb.cview(), 0, s[1], 0, s[0], two_pass.data());
   EXPECT_EQ(shifted[1].mean, two_pass[1].mean);
   EXPECT_EQ(shifted[1].m2, two_pass[1].m2);
   const Array<T> w = Array<T>::Ones(s[1]), b = Array<T>::Zero(s[1]);
@@ -95,7 +95,7 @@ TYPED_TEST(Fused, ShiftedStatisticsFallBackToTwoPasses) {
   using T = TypeParam;
   const Shape s{32, 3, 6, 6};
   expect_fallback_to_two_passes<T>(s, Layout::nchw, [&](const auto& x, auto* out) {
-    bnorm::detail::chunk_moments<T>(x, 0, s[1], 0, s[0], out);
+    bnorm::detail::baseline::chunk_moments<T>(x, 0, s[1], 0, s[0], out);
   });
 }
 
@@ -104,8 +104,8 @@ TYPED_TEST(Fused, ChannelsLastShiftedStatisticsFallBackToTwoPasses) {
   using T = TypeParam;
   const Shape s{8, 20, 6, 6};
   expect_fallback_to_two_passes<T>(s, Layout::channels_last, [&](const auto& x, auto* out) {
-    ASSERT_TRUE(bnorm::detail::by_pixels(x));
-    bnorm::detail::pixel_moments<T>(x, 0, s[0], out);
+    ASSERT_TRUE(bnorm::detail::baseline::by_pixels(x));
+    bnorm::detail::baseline::pixel_moments<T>(x, 0, s[0], out);
   });
 }
 
@@ -243,8 +243,9 @@ StreamedOutputs run_streamed(const Shape& s, bool channels_last, std::size_t off
   };
   const auto xv = view(static_cast<const float*>(px)), dyv = view(static_cast<const float*>(pdy));
   const auto yv = view(py), dxv = view(pdx);
-  EXPECT_EQ(channels_last ? bnorm::detail::pixel_lines_aligned(yv, 0, s[1])
-                          : bnorm::detail::lines_aligned(bnorm::detail::Planes<float>(yv)),
+  EXPECT_EQ(channels_last ? bnorm::detail::baseline::pixel_lines_aligned(yv, 0, s[1])
+                          : bnorm::detail::baseline::lines_aligned(
+                                bnorm::detail::baseline::Planes<float>(yv)),
             offset == 0);
   StreamedOutputs o;
   std::copy(x.begin(), x.end(), px);
@@ -294,8 +295,8 @@ TEST(FusedStreaming, PipelinedSweepsMatchUnpipelined) {
   for (const Shape& s : shapes) {
     SCOPED_TRACE(to_string(s));
     const auto x = random_values<float>(s, 55, 3.0), dy = random_values<float>(s, 56);
-    const bnorm::detail::Plan plan(bnorm::NCHWView<const float>(x.data(), s[0], s[1], s[2], s[3]),
-                                   sizeof(float));
+    const bnorm::detail::baseline::Plan plan(
+        bnorm::NCHWView<const float>(x.data(), s[0], s[1], s[2], s[3]), sizeof(float));
     ASSERT_TRUE(plan.pipelined);
     const Array<float> w = random_array<float>(s[1], 57, 0.5, 1.5);
     const Array<float> b = random_array<float>(s[1], 58, -1, 1);

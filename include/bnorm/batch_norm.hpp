@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -171,7 +172,7 @@ class BatchNorm2d {
         var = s.stats_.var;
       }
       s.mean_ = mean.template cast<T>();
-      s.invstd_ = (var + eps).rsqrt().template cast<T>();
+      s.invstd_ = invstd_of(var, eps);
       if (training_ && options_.track_running_stats)
         update_running_stats(mean, var, x.n() * x.h() * x.w());
     } else {
@@ -184,7 +185,7 @@ class BatchNorm2d {
         fused::forward_inference(x, weight_, bias_, running_mean_, running_var_, eps, y);
       }
       s.mean_ = running_mean_;
-      s.invstd_ = (running_var_.template cast<double>() + eps).rsqrt().template cast<T>();
+      s.invstd_ = invstd_of(running_var_.template cast<double>(), eps);
     }
     return s;
   }
@@ -265,15 +266,24 @@ class BatchNorm2d {
     detail::check_size("running_var", running_var_.size(), r, why_r);
   }
 
-  /// running = (1 - f) * running + f * batch, the variance made unbiased with M / (M - 1).
+  /// running = (1 - f) * running + f * batch, the variance made unbiased with M / (M - 1),
+  /// by the kernels in use (the same bits whatever flags compile this header).
   void update_running_stats(const Eigen::ArrayXd& mean, const Eigen::ArrayXd& var, index_t m) {
+    detail::selected_isa();  // may throw (BNORM_ISA): before any change
     ++num_batches_tracked_;
     const double f =
         options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(num_batches_tracked_);
     const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
-    running_mean_ = ((1 - f) * running_mean_.template cast<double>() + f * mean).template cast<T>();
-    running_var_ =
-        ((1 - f) * running_var_.template cast<double>() + f * unbias * var).template cast<T>();
+    detail::update_running(running_mean_, running_var_, mean, var, f, unbias);
+  }
+
+  /// 1 / sqrt(var + eps) in T: one rounding of a correctly rounded square root and division
+  /// (Eigen's rsqrt() may use an approximation, whose bits depend on the flags).
+  static Array invstd_of(const Eigen::ArrayXd& var, double eps) {
+    Array out(var.size());
+    for (Eigen::Index c = 0; c < var.size(); ++c)
+      out[c] = static_cast<T>(1.0 / std::sqrt(var[c] + eps));
+    return out;
   }
 
   index_t num_features_;

@@ -1,6 +1,7 @@
 /// @file fused.hpp
 /// @brief The fused variant: per-channel statistics and normalisation in consecutive sweeps,
-/// and the closed-form backward. The kernels are in detail/fused_kernels.hpp.
+/// and the closed-form backward. This header validates the arguments; the kernels, compiled once
+/// per instruction set, are in detail/per_isa/ (dispatch: detail/dispatch.hpp, isa.hpp).
 ///
 /// Notation, per channel c, over the M = N*H*W values x_i of that channel:
 ///   mean = (1/M) sum_i x_i,   var = (1/M) sum_i (x_i - mean)^2   (biased),
@@ -22,49 +23,12 @@
 
 #include "config.hpp"
 #include "detail/checks.hpp"
-#include "detail/fused_kernels.hpp"
+#include "detail/dispatch.hpp"
+#include "isa.hpp"
 #include "nchw_view.hpp"
+#include "statistics.hpp"
 
 namespace bnorm::fused {
-
-/// Per-channel statistics of a batch, in double whatever T is.
-struct BatchStatistics {
-  index_t count = 0;      ///< M = N*H*W, values per channel
-  Eigen::ArrayXd mean;    ///< (1/M) sum x
-  Eigen::ArrayXd var;     ///< biased variance (1/M) sum (x - mean)^2; 0 when M == 0
-  Eigen::ArrayXd invstd;  ///< 1 / sqrt(var + eps)
-};
-
-namespace detail {
-using bnorm::detail::Moments;
-using bnorm::detail::Plan;
-
-template <class T>
-double weight_at(const Eigen::Array<T, Eigen::Dynamic, 1>& weight, index_t c) {
-  return weight.size() == 0 ? 1.0 : static_cast<double>(weight[c]);
-}
-template <class T>
-double bias_at(const Eigen::Array<T, Eigen::Dynamic, 1>& bias, index_t c) {
-  return bias.size() == 0 ? 0.0 : static_cast<double>(bias[c]);
-}
-
-/// Backward constants of channel c from the whole batch's statistics and sums:
-///   dx = (dy - shift) * k - (x - mean) * kc,  k = weight * invstd,  shift = sum_dy / M,
-///   kc = k * invstd^2 * sum_dy_xmu / M.
-inline void backward_constants(double invstd, double weight, double sum_dy, double sum_dy_xmu,
-                               index_t count, double& k, double& shift, double& kc) {
-  const double inv_m = 1.0 / static_cast<double>(count);
-  k = invstd * weight;
-  shift = sum_dy * inv_m;
-  kc = k * invstd * invstd * sum_dy_xmu * inv_m;
-}
-
-/// Per-channel scratch of one call: the constants each pass reads.
-struct Scratch {
-  Eigen::ArrayXd a, b, c, d;
-  explicit Scratch(index_t channels) : a(Eigen::ArrayXd::Zero(channels)), b(a), c(a), d(a) {}
-};
-}  // namespace detail
 
 /// Training forward: batch statistics of x and y = (x - mean) * invstd * weight + bias.
 ///
@@ -86,61 +50,7 @@ BatchStatistics forward_training(NCHWView<const T> x,
                                  NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
-  const index_t channels = x.c(), m = x.n() * x.h() * x.w();
-  BatchStatistics s{m, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels),
-                    Eigen::ArrayXd::Constant(channels, 1.0 / std::sqrt(eps))};
-  if (x.size() == 0) return s;  // M == 0 or C == 0 (N may still be huge)
-  const detail::Plan plan(x, sizeof(T));
-  detail::Scratch k(channels);  // a: scale = invstd * weight, b: shift = bias
-  std::vector<detail::Moments> moments(static_cast<std::size_t>(channels));
-  auto finish = [&](index_t c) {
-    const detail::Moments& mo = moments[static_cast<std::size_t>(c)];
-    s.mean[c] = mo.mean;
-    s.var[c] = mo.m2 / mo.count;
-    s.invstd[c] = 1.0 / std::sqrt(s.var[c] + eps);
-    k.a[c] = s.invstd[c] * detail::weight_at(weight, c);
-    k.b[c] = detail::bias_at(bias, c);
-  };
-  if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x)) {
-    // Each block's statistics chunk by chunk, then its normalisation while x is in cache;
-    // long channels of large tensors pipelined (sweep_blocks).
-    const auto normalise = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      bnorm::detail::normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(),
-                               plan.stream);
-    };
-    const auto merge = [&](index_t c0, const std::vector<detail::Moments>& part) {
-      for (std::size_t j = 0; j < part.size(); ++j)
-        moments[static_cast<std::size_t>(c0) + j].merge(part[j]);
-    };
-    bnorm::detail::sweep_blocks(
-        plan, plan.pipelined && bnorm::detail::sweeps_fuse(y, plan.stream, x),
-        [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-          std::vector<detail::Moments> part(static_cast<std::size_t>(c1 - c0));
-          bnorm::detail::chunk_moments(x, c0, c1, n0, n1, part.data());
-          merge(c0, part);
-        },
-        [&](index_t c0, index_t c1) {
-          for (index_t c = c0; c < c1; ++c) finish(c);
-        },
-        normalise,
-        [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
-          std::vector<detail::Moments> part(static_cast<std::size_t>(width));
-          bnorm::detail::moments_and_normalise(x, y, r0, m0, width, n0, n1, part.data(),
-                                               s.mean.data(), k.a.data(), k.b.data(), plan.stream);
-          merge(r0, part);
-        });
-  } else {
-    // Fewer blocks than threads, or channels-last: the statistics of all channels, then the
-    // normalisation spread over images (same arithmetic as the blocks for NCHW).
-    bnorm::detail::channel_moments(x, plan, moments.data());
-    for (index_t c = 0; c < channels; ++c) finish(c);
-    bnorm::detail::for_each_elementwise_piece(
-        plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-          bnorm::detail::normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(),
-                                   plan.stream);
-        });
-  }
-  return s;
+  return bnorm::detail::passes<T>().forward_training(x, weight, bias, eps, y);
 }
 
 /// Inference forward: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
@@ -156,18 +66,7 @@ void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
-  if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
-  const detail::Plan plan(x, sizeof(T));
-  detail::Scratch k(x.c());  // a: mean, b: scale = invstd * weight, c: shift = bias
-  for (index_t c = 0; c < x.c(); ++c) {
-    k.a[c] = static_cast<double>(running_mean[c]);
-    k.b[c] = detail::weight_at(weight, c) / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    k.c[c] = detail::bias_at(bias, c);
-  }
-  bnorm::detail::for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0,
-                                                      index_t n1) {
-    bnorm::detail::normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream);
-  });
+  bnorm::detail::passes<T>().forward_inference(x, weight, bias, running_mean, running_var, eps, y);
 }
 
 /// Training backward, closed form. With g = dy, per channel:
@@ -191,66 +90,7 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), channels, "the channels of x");
   bnorm::detail::require(stats.count == m, "stats.count is ", stats.count, ", expected ", m,
                          " (N*H*W of x)");
-  const bool affine = weight.size() != 0;
-  dweight.setZero(affine ? channels : 0);
-  dbias.setZero(affine ? channels : 0);
-  if (x.size() == 0) return;  // M == 0 or C == 0 (N may still be huge)
-  const detail::Plan plan(x, sizeof(T), 3);
-  detail::Scratch k(channels);  // a: sum_dy, b: sum_dy_xmu, then a: k, c: shift, d: kc
-  Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
-  auto finish = [&](index_t c) {
-    sum_dy[c] = k.a[c];
-    sum_dy_xmu[c] = k.b[c];
-    detail::backward_constants(stats.invstd[c], detail::weight_at(weight, c), sum_dy[c],
-                               sum_dy_xmu[c], m, k.a[c], k.c[c], k.d[c]);
-  };
-  if (plan.blocks_fill_threads() && !bnorm::detail::by_pixels(x, dy)) {
-    // Each block's sums chunk by chunk, then its dx while x and dy are in cache; long
-    // channels of large tensors pipelined (sweep_blocks).
-    const auto grad_input = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      bnorm::detail::grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(),
-                                k.c.data(), k.d.data(), plan.stream);
-    };
-    // a chunk's sums, added to the block's (k.a and k.b start at 0)
-    const auto add = [&](index_t c0, const std::vector<double>& part) {
-      const std::size_t width = part.size() / 2;
-      for (std::size_t j = 0; j < width; ++j) {
-        k.a[c0 + static_cast<index_t>(j)] += part[j];
-        k.b[c0 + static_cast<index_t>(j)] += part[width + j];
-      }
-    };
-    bnorm::detail::sweep_blocks(
-        plan, plan.pipelined && bnorm::detail::sweeps_fuse(dx, plan.stream, x, dy),
-        [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-          std::vector<double> part(static_cast<std::size_t>(2 * (c1 - c0)));
-          bnorm::detail::chunk_grad_sums(x, dy, c0, c1, n0, n1, stats.mean.data(), part.data(),
-                                         part.data() + (c1 - c0));
-          add(c0, part);
-        },
-        [&](index_t c0, index_t c1) {
-          for (index_t c = c0; c < c1; ++c) finish(c);
-        },
-        grad_input,
-        [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
-          std::vector<double> part(static_cast<std::size_t>(2 * width));
-          bnorm::detail::grad_sums_and_input(x, dy, dx, r0, m0, width, n0, n1, part.data(),
-                                             part.data() + width, stats.mean.data(), k.a.data(),
-                                             k.c.data(), k.d.data(), plan.stream);
-          add(r0, part);
-        });
-  } else {
-    bnorm::detail::channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data());
-    for (index_t c = 0; c < channels; ++c) finish(c);
-    bnorm::detail::for_each_elementwise_piece(
-        plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-          bnorm::detail::grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(),
-                                    k.c.data(), k.d.data(), plan.stream);
-        });
-  }
-  if (affine) {
-    dweight = (sum_dy_xmu * stats.invstd).template cast<T>();
-    dbias = sum_dy.template cast<T>();
-  }
+  bnorm::detail::passes<T>().backward(x, dy, weight, stats, dx, dweight, dbias);
 }
 
 /// Eval backward with running statistics, which are constants of the forward:
@@ -269,28 +109,8 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
   bnorm::detail::check_eps(eps);
-  const index_t channels = x.c();
-  const bool affine = weight.size() != 0;
-  dweight.setZero(affine ? channels : 0);
-  dbias.setZero(affine ? channels : 0);
-  if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
-  const detail::Plan plan(x, sizeof(T));
-  detail::Scratch k(channels);  // a: mean, b: invstd, c: k = weight * invstd
-  for (index_t c = 0; c < channels; ++c) {
-    k.a[c] = static_cast<double>(running_mean[c]);
-    k.b[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    k.c[c] = k.b[c] * detail::weight_at(weight, c);
-  }
-  if (affine) {
-    Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
-    bnorm::detail::channel_grad_sums(x, dy, plan, k.a.data(), sum_dy.data(), sum_dy_xmu.data());
-    dweight = (sum_dy_xmu * k.b).template cast<T>();
-    dbias = sum_dy.template cast<T>();
-  }
-  bnorm::detail::for_each_elementwise_piece(
-      plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-        bnorm::detail::scale_rows(dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream);
-      });
+  bnorm::detail::passes<T>().backward_inference(x, dy, weight, running_mean, running_var, eps, dx,
+                                                dweight, dbias);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,28 +125,10 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
 // forward_training and backward above run the same kernels on one process.
 // ---------------------------------------------------------------------------------------------
 
-/// Per-channel statistics of one part of a batch: count, mean and M2 = sum (x - mean)^2.
-struct LocalStatistics {
-  index_t count = 0;    ///< values per channel in this part, N*H*W
-  Eigen::ArrayXd mean;  ///< (1/count) sum x; 0 when count == 0
-  Eigen::ArrayXd m2;    ///< sum (x - mean)^2; 0 when count == 0
-};
-
 /// Statistics of x per channel, computed exactly as forward_training computes them.
 template <class T>
 LocalStatistics local_statistics(NCHWView<const T> x) {
-  const index_t channels = x.c();
-  LocalStatistics s{x.n() * x.h() * x.w(), Eigen::ArrayXd::Zero(channels),
-                    Eigen::ArrayXd::Zero(channels)};
-  if (s.count == 0) return s;
-  const detail::Plan plan(x, sizeof(T));
-  std::vector<detail::Moments> moments(static_cast<std::size_t>(channels));
-  bnorm::detail::channel_moments(x, plan, moments.data());
-  for (index_t c = 0; c < channels; ++c) {
-    s.mean[c] = moments[static_cast<std::size_t>(c)].mean;
-    s.m2[c] = moments[static_cast<std::size_t>(c)].m2;
-  }
-  return s;
+  return bnorm::detail::passes<T>().local_statistics(x);
 }
 
 /// Merges parts' statistics into those of their union, left to right, by Chan et al.'s
@@ -343,16 +145,7 @@ inline LocalStatistics merge_statistics(const std::vector<LocalStatistics>& part
                            " has ", b.mean.size(), " channels, expected ", channels);
     bnorm::detail::require(b.count >= 0, "part ", p, " has count ", b.count, ", expected >= 0");
   }
-  LocalStatistics total{0, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels)};
-  for (Eigen::Index c = 0; c < channels; ++c) {
-    detail::Moments m;
-    for (const LocalStatistics& b : parts)
-      m.merge({static_cast<double>(b.count), b.mean[c], b.m2[c]});
-    total.mean[c] = m.mean;
-    total.m2[c] = m.m2;
-  }
-  for (const LocalStatistics& b : parts) total.count += b.count;
-  return total;
+  return bnorm::detail::common_passes().merge_statistics(parts);
 }
 
 /// Batch statistics from merged ones: var = M2 / count (biased), invstd = 1 / sqrt(var + eps).
@@ -362,8 +155,7 @@ inline BatchStatistics finalize(const LocalStatistics& s, double eps) {
   bnorm::detail::require(s.count > 1,
                          "Expected more than 1 value per channel when training, got a total of ",
                          s.count);
-  const Eigen::ArrayXd var = s.m2 / static_cast<double>(s.count);
-  return {s.count, s.mean, var, (var + eps).rsqrt()};
+  return bnorm::detail::common_passes().finalize(s, eps);
 }
 
 /// y = (x - stats.mean) * stats.invstd * weight + bias with given (e.g. global) statistics.
@@ -374,24 +166,8 @@ void normalize(NCHWView<const T> x, const BatchStatistics& stats,
   bnorm::detail::check_forward_args(x, weight, bias, 0.0, y);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
-  const detail::Plan plan(x, sizeof(T));
-  detail::Scratch k(x.c());  // a: scale = invstd * weight, b: shift = bias
-  for (index_t c = 0; c < x.c(); ++c) {
-    k.a[c] = stats.invstd[c] * detail::weight_at(weight, c);
-    k.b[c] = detail::bias_at(bias, c);
-  }
-  bnorm::detail::for_each_elementwise_piece(
-      plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-        bnorm::detail::normalise(x, y, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(),
-                                 plan.stream);
-      });
+  bnorm::detail::passes<T>().normalize(x, stats, weight, bias, y);
 }
-
-/// Per-channel backward reductions of one part: sum dy and sum dy * (x - mean), in double.
-struct GradientSums {
-  Eigen::ArrayXd sum_dy;      ///< sum dy
-  Eigen::ArrayXd sum_dy_xmu;  ///< sum dy * (x - mean), mean the (global) batch mean
-};
 
 /// The backward reductions of a part of the batch, centred on stats.mean, computed exactly as
 /// backward computes them.
@@ -400,12 +176,7 @@ GradientSums local_gradient_sums(NCHWView<const T> x, NCHWView<const T> dy,
                                  const BatchStatistics& stats) {
   bnorm::detail::check_same_shape("dy", dy, "x", x);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
-  GradientSums g{Eigen::ArrayXd::Zero(x.c()), Eigen::ArrayXd::Zero(x.c())};
-  if (x.size() == 0) return g;
-  const detail::Plan plan(x, sizeof(T));
-  bnorm::detail::channel_grad_sums(x, dy, plan, stats.mean.data(), g.sum_dy.data(),
-                                   g.sum_dy_xmu.data());
-  return g;
+  return bnorm::detail::passes<T>().local_gradient_sums(x, dy, stats);
 }
 
 /// dx of a part of the batch from the whole batch's statistics and sums:
@@ -422,17 +193,7 @@ void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("sums.sum_dy_xmu", sums.sum_dy_xmu.size(), x.c(), "the channels of x");
   bnorm::detail::require(stats.count > 0 || x.size() == 0, "stats.count is ", stats.count,
                          ", expected > 0");
-  if (x.size() == 0) return;
-  const detail::Plan plan(x, sizeof(T), 3);
-  detail::Scratch k(x.c());  // a: k, b: shift, c: kc
-  for (index_t c = 0; c < x.c(); ++c)
-    detail::backward_constants(stats.invstd[c], detail::weight_at(weight, c), sums.sum_dy[c],
-                               sums.sum_dy_xmu[c], stats.count, k.a[c], k.b[c], k.c[c]);
-  bnorm::detail::for_each_elementwise_piece(
-      plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-        bnorm::detail::grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(),
-                                  k.b.data(), k.c.data(), plan.stream);
-      });
+  bnorm::detail::passes<T>().backward_input(x, dy, weight, stats, sums, dx);
 }
 
 /// dweight = sum_dy_xmu * invstd and dbias = sum_dy (size 0 when `affine` is false).
@@ -440,13 +201,7 @@ template <class T>
 void parameter_gradients(const BatchStatistics& stats, const GradientSums& sums, bool affine,
                          Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
                          Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
-  if (!affine) {
-    dweight.resize(0);
-    dbias.resize(0);
-    return;
-  }
-  dweight = (sums.sum_dy_xmu * stats.invstd).template cast<T>();
-  dbias = sums.sum_dy.template cast<T>();
+  bnorm::detail::passes<T>().parameter_gradients(stats, sums, affine, dweight, dbias);
 }
 
 }  // namespace bnorm::fused

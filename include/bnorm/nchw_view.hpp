@@ -25,8 +25,8 @@ namespace bnorm {
 template <class T>
 class NCHWView {
  public:
-  using element_type = T;                     ///< T, possibly const
-  using value_type = std::remove_cv_t<T>;     ///< T without const
+  using element_type = T;                       ///< T, possibly const
+  using value_type = std::remove_cv_t<T>;       ///< T without const
   using extents_type = std::array<index_t, 4>;  ///< extents or strides in N, C, H, W order
 
   /// An empty 0x0x0x0 view.

@@ -363,8 +363,7 @@ void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weigh
     bnorm::detail::check_size("weight", weight.size(), k.channels(), "the channels of x");
   bnorm::detail::check_distinct_arrays("dweight", dweight, "weight", weight);
   bnorm::detail::check_distinct_arrays("dbias", dbias, "weight", weight);
-  detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), dy, dx, dweight,
-                         dbias);
+  detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), dy, dx, dweight, dbias);
 }
 
 }  // namespace bnorm::staged

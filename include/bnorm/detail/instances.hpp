@@ -43,7 +43,13 @@
   KIND void bnorm::fused::backward_input<T>(                                                       \
       bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),                   \
       const bnorm::fused::BatchStatistics&, const bnorm::fused::GradientSums&,                     \
-      bnorm::NCHWView<T>);
+      bnorm::NCHWView<T>);                                                                         \
+  KIND void bnorm::detail::update_running<T>(BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T), \
+                                             const Eigen::ArrayXd&, const Eigen::ArrayXd&, double, \
+                                             double);                                              \
+  KIND void bnorm::fused::parameter_gradients<T>(                                                  \
+      const bnorm::fused::BatchStatistics&, const bnorm::fused::GradientSums&, bool,               \
+      BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T));
 
 #ifndef BNORM_NO_STAGED
 #define BNORM_DETAIL_STAGED_INSTANCES(KIND, T)                                                   \

@@ -1,10 +1,5 @@
-/// @file detail/lane_sum.hpp
+/// @file detail/per_isa/lane_sum.hpp
 /// @brief A sum in double with a fixed number of lanes, so its order depends on the shape only.
-#pragma once
-
-#include "../config.hpp"
-
-namespace bnorm::detail {
 
 /// Accumulates values into kLanes double accumulators: element i of a row goes to lane i % kLanes.
 /// The lanes persist across rows (no horizontal reduction per row, which matters for 7x7 planes),
@@ -36,5 +31,3 @@ class LaneSum {
  private:
   double lane_[kLanes] = {};
 };
-
-}  // namespace bnorm::detail

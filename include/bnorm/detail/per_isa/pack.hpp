@@ -1,4 +1,4 @@
-/// @file detail/pack.hpp
+/// @file detail/per_isa/pack.hpp
 /// @brief 16-lane packs of float or double (GCC/Clang vector extensions) for the plane kernels.
 ///
 /// A Pack<T> holds 16 consecutive values; the compiler maps it onto whatever vector registers
@@ -6,23 +6,7 @@
 /// the kernels are written once and vectorise without relying on the auto-vectoriser. Compilers
 /// without the extensions leave BNORM_HAVE_PACKS undefined and the kernels fall back to the
 /// row loops of fused_kernels.hpp.
-#pragma once
-
-#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 9)
-#define BNORM_HAVE_PACKS 1
-
-#include <cstddef>
-#include <cstring>
-#include <type_traits>
-
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
-
-#include "../config.hpp"
-#include "stream.hpp"
-
-namespace bnorm::detail {
+#if defined(BNORM_HAVE_PACKS)
 
 /// Lanes per pack.
 inline constexpr index_t kPackLanes = 16;
@@ -31,27 +15,55 @@ template <class T>
 struct VectorOf;
 template <>
 struct VectorOf<float> {
-  typedef float type __attribute__((vector_size(16 * sizeof(float))));
+  typedef float type __attribute__((vector_size(16 * sizeof(float)), aligned(64)));
 };
 template <>
 struct VectorOf<double> {
-  typedef double type __attribute__((vector_size(16 * sizeof(double))));
+  typedef double type __attribute__((vector_size(16 * sizeof(double)), aligned(64)));
 };
 
+/// The alignments are explicit: a vector type's default alignment follows the unit's flags, not
+/// the target region's, and the region's code would assume its own.
+///
 /// 16 values of T with elementwise arithmetic (a scalar operand applies to every lane). The
 /// vector sits in a struct so that passing a Pack by value never depends on the target's vector
 /// registers (which GCC would warn about as an ABI change).
 template <class T>
 struct Pack {
   typename VectorOf<T>::type v;
-
-  friend Pack operator+(const Pack& a, const Pack& b) { return {a.v + b.v}; }
-  friend Pack operator-(const Pack& a, const Pack& b) { return {a.v - b.v}; }
-  friend Pack operator*(const Pack& a, const Pack& b) { return {a.v * b.v}; }
-  friend Pack operator+(const Pack& a, T s) { return {a.v + s}; }
-  friend Pack operator-(const Pack& a, T s) { return {a.v - s}; }
-  friend Pack operator*(const Pack& a, T s) { return {a.v * s}; }
 };
+
+// The operators are namespace-scope templates, not friends: a class template's members are
+// compiled where the class is instantiated, which may be past the end of this set's target
+// region; then they would return packs under the unit's calling convention, not the set's.
+template <class T>
+struct Scalar {
+  using type = T;
+};
+template <class T>
+Pack<T> operator+(const Pack<T>& a, const Pack<T>& b) {
+  return {a.v + b.v};
+}
+template <class T>
+Pack<T> operator-(const Pack<T>& a, const Pack<T>& b) {
+  return {a.v - b.v};
+}
+template <class T>
+Pack<T> operator*(const Pack<T>& a, const Pack<T>& b) {
+  return {a.v * b.v};
+}
+template <class T>
+Pack<T> operator+(const Pack<T>& a, typename Scalar<T>::type s) {
+  return {a.v + s};
+}
+template <class T>
+Pack<T> operator-(const Pack<T>& a, typename Scalar<T>::type s) {
+  return {a.v - s};
+}
+template <class T>
+Pack<T> operator*(const Pack<T>& a, typename Scalar<T>::type s) {
+  return {a.v * s};
+}
 
 template <class T>
 inline Pack<T> load_pack(const T* p) {
@@ -70,19 +82,19 @@ template <class T>
 inline void stream_pack(T* p, const Pack<T>& a) {
   const char* src = reinterpret_cast<const char*>(&a.v);
   auto* dst = reinterpret_cast<float*>(p);
-#if defined(__AVX512F__)
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
   for (std::size_t b = 0; b < sizeof a.v; b += 64) {
     __m512 v;
     std::memcpy(&v, src + b, 64);
     _mm512_stream_ps(dst + b / sizeof(float), v);
   }
-#elif defined(__AVX__)
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
   for (std::size_t b = 0; b < sizeof a.v; b += 32) {
     __m256 v;
     std::memcpy(&v, src + b, 32);
     _mm256_stream_ps(dst + b / sizeof(float), v);
   }
-#elif defined(__SSE2__)
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_SSE2
   for (std::size_t b = 0; b < sizeof a.v; b += 16) {
     __m128 v;
     std::memcpy(&v, src + b, 16);
@@ -108,9 +120,9 @@ void walk_storing(bool stream, const Walk& walk) {
 }
 
 /// Doubles in one native vector register of the target.
-#if defined(__AVX512F__)
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
 inline constexpr index_t kWideLanes = 8;
-#elif defined(__AVX__)
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
 inline constexpr index_t kWideLanes = 4;
 #else
 inline constexpr index_t kWideLanes = 2;
@@ -119,7 +131,8 @@ inline constexpr index_t kWideLanes = 2;
 /// kWideLanes values of T: as doubles, one register.
 template <class T>
 struct NarrowOf {
-  typedef T type __attribute__((vector_size(kWideLanes * sizeof(T))));
+  typedef T type
+      __attribute__((vector_size(kWideLanes * sizeof(T)), aligned(kWideLanes * sizeof(T))));
 };
 using WideVec = NarrowOf<double>::type;
 
@@ -152,7 +165,7 @@ template <class T>
 inline Wide load_wide(const T* p) {
   Wide w;
   for (index_t j = 0; j < Wide::kParts; ++j) {
-#if defined(__AVX512F__)
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
     if constexpr (std::is_same_v<T, float>) {
       // one instruction (GCC splits its generic conversion in halves when tuned for 256 bits);
       // the zero-masked form, as the plain one trips a false GCC 12 -Wmaybe-uninitialized
@@ -193,7 +206,5 @@ inline double lane_total(const Wide& a) {
     for (index_t j = 0; j < width; ++j) t[j] += t[j + width];
   return t[0];
 }
-
-}  // namespace bnorm::detail
 
 #endif

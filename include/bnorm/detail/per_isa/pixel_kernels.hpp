@@ -1,4 +1,4 @@
-/// @file detail/pixel_kernels.hpp
+/// @file detail/per_isa/pixel_kernels.hpp
 /// @brief Walks views whose channels are contiguous (channels_last and its sub-views) in packs
 /// of 16 channels: the fused kernels' path vectorised along C.
 ///
@@ -6,19 +6,8 @@
 /// groups of kPackLanes starting at c0, c0 + 16, ...; when c1 - c0 is not a multiple of 16 the
 /// last group starts at c1 - 16 and overlaps the one before it. Lane j of group g is one
 /// channel, so per-channel parameters and accumulators are packs too.
-#pragma once
-
-#include "pack.hpp"
 
 #if defined(BNORM_HAVE_PACKS)
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-
-#include "../nchw_view.hpp"
-#include "rows.hpp"
-
-namespace bnorm::detail {
 
 /// True when every view stores a pixel's channels at unit stride and there are at least
 /// kPackLanes channels (fewer go through the row loops).
@@ -118,7 +107,5 @@ void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream, con
   };
   walk_storing<T>(stream && pixel_lines_aligned(out, c0, c1), walk);
 }
-
-}  // namespace bnorm::detail
 
 #endif

@@ -1,14 +1,5 @@
-/// @file detail/parallel.hpp
+/// @file detail/per_isa/parallel.hpp
 /// @brief A parallel loop over independent items; serial without OpenMP.
-#pragma once
-
-#include "../config.hpp"
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
-namespace bnorm::detail {
 
 /// Threads a parallel_for may use: OpenMP's limit, or 1 without OpenMP.
 inline index_t max_threads() {
@@ -34,5 +25,3 @@ void parallel_for(index_t count, const F& f, index_t threads = max_threads()) {
   (void)threads;
   for (index_t i = 0; i < count; ++i) f(i);
 }
-
-}  // namespace bnorm::detail

@@ -1,18 +1,5 @@
-/// @file detail/stream.hpp
+/// @file detail/per_isa/stream.hpp
 /// @brief Row output with regular or non-temporal (cache-bypassing) stores.
-#pragma once
-
-#include <cstddef>
-#include <cstdint>
-
-#include "../config.hpp"
-#include "rows.hpp"
-
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
-
-namespace bnorm::detail {
 
 /// Passes whose tensors (inputs and output) hold at least this many bytes write their output
 /// with non-temporal stores: the output would not stay in the last-level cache anyway, and
@@ -29,7 +16,7 @@ void copy_plain(T* dst, const T* src, index_t n) {
 
 /// Bytes of the widest vector this build has, and one non-temporal store of it: *dst = *src,
 /// dst aligned to kStreamVectorBytes.
-#if defined(__AVX512F__)
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
 inline constexpr std::size_t kStreamVectorBytes = 64;
 inline void stream_vector(float* dst, const float* src) {
   _mm512_stream_ps(dst, _mm512_loadu_ps(src));
@@ -37,7 +24,7 @@ inline void stream_vector(float* dst, const float* src) {
 inline void stream_vector(double* dst, const double* src) {
   _mm512_stream_pd(dst, _mm512_loadu_pd(src));
 }
-#elif defined(__AVX__)
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
 inline constexpr std::size_t kStreamVectorBytes = 32;
 inline void stream_vector(float* dst, const float* src) {
   _mm256_stream_ps(dst, _mm256_loadu_ps(src));
@@ -45,7 +32,7 @@ inline void stream_vector(float* dst, const float* src) {
 inline void stream_vector(double* dst, const double* src) {
   _mm256_stream_pd(dst, _mm256_loadu_pd(src));
 }
-#elif defined(__SSE2__)
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_SSE2
 inline constexpr std::size_t kStreamVectorBytes = 16;
 inline void stream_vector(float* dst, const float* src) {
   _mm_stream_ps(dst, _mm_loadu_ps(src));
@@ -79,7 +66,7 @@ void copy_streaming(T* dst, const T* src, index_t n) {
 /// Orders this thread's non-temporal stores before anything that follows (they are weakly
 /// ordered); call once after a streaming pass, before other threads may read the output.
 inline void streaming_fence() {
-#if defined(__SSE2__)
+#if BNORM_KERNEL_ISA >= BNORM_ISA_SSE2
   _mm_sfence();
 #endif
 }
@@ -105,5 +92,3 @@ void write_row(const Row<T, Unit>& out, index_t len, bool stream, const F& compu
       for (index_t i = 0; i < n; ++i) out[i0 + i] = buffer[i];
   }
 }
-
-}  // namespace bnorm::detail

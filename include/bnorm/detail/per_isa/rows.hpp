@@ -1,12 +1,5 @@
-/// @file detail/rows.hpp
+/// @file detail/per_isa/rows.hpp
 /// @brief Walks the (n, c) planes of several same-shape views as strided rows.
-#pragma once
-
-#include <type_traits>
-
-#include "../nchw_view.hpp"
-
-namespace bnorm::detail {
 
 /// A row of `len` elements at p[0], p[s], p[2s], ...; with Unit the stride is the constant 1,
 /// so loops over it compile to contiguous (vectorisable) accesses.
@@ -53,5 +46,3 @@ void for_each_row(const RowLayout& layout, index_t n, index_t c, const F& f, con
     f(Row<typename V0::element_type, Unit>{&v0(n, c, r, 0), v0.stride(3)},
       Row<typename V::element_type, Unit>{&v(n, c, r, 0), v.stride(3)}..., layout.len);
 }
-
-}  // namespace bnorm::detail

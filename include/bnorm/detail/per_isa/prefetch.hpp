@@ -1,21 +1,5 @@
-/// @file detail/prefetch.hpp
+/// @file detail/per_isa/prefetch.hpp
 /// @brief Software prefetch of short runs that the hardware prefetchers do not find.
-#pragma once
-
-#include <algorithm>
-
-#include "../config.hpp"
-
-/// Marks the functions that prefetch. GCC's interprocedural analysis takes a function whose only
-/// effect is a prefetch for one without effects and deletes its calls (no prefetch instruction
-/// was left in the kernels); forced inline, the prefetches stay in the callers' loops.
-#if defined(__GNUC__)
-#define BNORM_PREFETCHING inline __attribute__((always_inline))
-#else
-#define BNORM_PREFETCHING inline
-#endif
-
-namespace bnorm::detail {
 
 /// Asks for the `count` values at p ahead of their use: a short run of one image, whose
 /// successor the hardware prefetchers do not find: it is in the next image.
@@ -42,5 +26,3 @@ void prefetch_images(index_t n, index_t n0, index_t n1, index_t ahead, const F& 
     f(n + ahead);
   }
 }
-
-}  // namespace bnorm::detail

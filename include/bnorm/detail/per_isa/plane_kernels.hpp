@@ -1,4 +1,4 @@
-/// @file detail/plane_kernels.hpp
+/// @file detail/per_isa/plane_kernels.hpp
 /// @brief Walks views whose (n, c) planes are contiguous runs (NCHW and its sub-views) in
 /// 16-lane packs: the elementwise driver of the fused kernels.
 ///
@@ -6,25 +6,8 @@
 /// order in NCHW, and takes per-channel work as a factory: value(c) returns the function applied
 /// to the packs of channel c, so per-channel constants are set up once per plane, not per
 /// element. The same function is applied to the scalars of a plane's tail.
-#pragma once
-
-#include "pack.hpp"
 
 #if defined(BNORM_HAVE_PACKS)
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <type_traits>
-#include <vector>
-
-#include "../nchw_view.hpp"
-#include "prefetch.hpp"
-#include "rows.hpp"
-#include "stream.hpp"
-
-namespace bnorm::detail {
 
 /// The (n, c) planes of a view whose planes are contiguous runs of H*W elements.
 template <class T>
@@ -184,7 +167,7 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
   streaming_fence();
 }
 
-#if defined(__AVX512F__)
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
 /// The plane of each lane of a pack: index vectors for a lane permutation.
 struct PackPlanes {
   alignas(64) std::int32_t lane[kPackLanes];
@@ -341,7 +324,5 @@ void reduce_and_map_planes(index_t channels, index_t r0, index_t m0, index_t wid
   };
   walk_storing<T>(stream, walk);
 }
-
-}  // namespace bnorm::detail
 
 #endif

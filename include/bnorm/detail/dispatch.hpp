@@ -1,0 +1,208 @@
+/// @file detail/dispatch.hpp
+/// @brief The fused kernels compiled once per instruction set, and the table that calls the set
+/// in use (isa.hpp).
+///
+/// The files of per_isa/ are included here once per set, each time inside a namespace of its
+/// own with internal linkage (bnorm::detail::{anonymous}::baseline, avx2, avx512) and inside a
+/// region that compiles them for that set: GCC's `#pragma GCC target`, Clang's
+/// `#pragma clang attribute push(target)`, as simdjson and Highway do. Translation units built
+/// with different flags so never share a symbol compiled for a wider set.
+///
+/// Every region also turns floating-point contraction off (no a * b + c fused into an FMA on
+/// one set and not on another), and each entry point is noinline, so it is never inlined into
+/// the caller and compiled with the caller's flags: the same bits on every set, whatever flags
+/// the program is built with.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "../config.hpp"
+#include "../nchw_view.hpp"
+#include "../statistics.hpp"
+#include "cpu_features.hpp"
+
+/// The instruction sets BNORM_KERNEL_ISA names inside per_isa/ (a set includes the ones below it).
+#define BNORM_ISA_GENERIC 0
+#define BNORM_ISA_SSE2 1
+#define BNORM_ISA_AVX2 2
+#define BNORM_ISA_AVX512 3
+
+/// 16-lane packs (GCC/Clang vector extensions); without them the kernels use their row loops.
+#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 9)
+#define BNORM_HAVE_PACKS 1
+#endif
+
+/// An entry point of a kernel set: never inlined into its caller (whose flags would then compile
+/// it). `inline` only for linkage: no warning for a set's unused functions.
+/// BNORM_PREFETCHING marks the functions that prefetch: GCC's interprocedural analysis takes a
+/// function whose only effect is a prefetch for one without effects and deletes its calls;
+/// forced inline, the prefetches stay in the callers' loops.
+#if defined(__GNUC__)
+#define BNORM_DETAIL_ENTRY inline __attribute__((noinline))
+#define BNORM_PREFETCHING inline __attribute__((always_inline))
+#else
+#define BNORM_DETAIL_ENTRY inline
+#define BNORM_PREFETCHING inline
+#endif
+
+#define BNORM_DETAIL_PRAGMA(...) _Pragma(#__VA_ARGS__)
+#if defined(__clang__)
+#define BNORM_DETAIL_STRICT_BEGIN \
+  BNORM_DETAIL_PRAGMA(float_control(push)) BNORM_DETAIL_PRAGMA(clang fp contract(off))
+#define BNORM_DETAIL_STRICT_END BNORM_DETAIL_PRAGMA(float_control(pop))
+#define BNORM_DETAIL_TARGET_BEGIN(features) \
+  BNORM_DETAIL_PRAGMA(clang attribute push(__attribute__((target(features))), apply_to = function))
+#define BNORM_DETAIL_TARGET_END BNORM_DETAIL_PRAGMA(clang attribute pop)
+#elif defined(__GNUC__)
+// -O2 for the kernels whatever the unit's level: they are written with explicit 16-lane packs
+// and need nothing -O3 adds, and three sets at -O3 took 2.6 times the compile time of one
+// (docs/compile_cost.md).
+#define BNORM_DETAIL_STRICT_BEGIN       \
+  BNORM_DETAIL_PRAGMA(GCC push_options) \
+  BNORM_DETAIL_PRAGMA(GCC optimize("O2", "fp-contract=off"))
+#define BNORM_DETAIL_STRICT_END BNORM_DETAIL_PRAGMA(GCC pop_options)
+#define BNORM_DETAIL_TARGET_BEGIN(features) \
+  BNORM_DETAIL_PRAGMA(GCC push_options) BNORM_DETAIL_PRAGMA(GCC target(features))
+#define BNORM_DETAIL_TARGET_END BNORM_DETAIL_PRAGMA(GCC pop_options)
+#else
+#define BNORM_DETAIL_STRICT_BEGIN
+#define BNORM_DETAIL_STRICT_END
+#endif
+
+// The ISA features of each set beyond the baseline (cpu_features.hpp checks the same).
+#define BNORM_DETAIL_AVX2_FEATURES "avx2,fma,f16c,bmi,bmi2,lzcnt,movbe,popcnt"
+#define BNORM_DETAIL_AVX512_FEATURES \
+  "avx2,fma,f16c,bmi,bmi2,lzcnt,movbe,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl"
+
+namespace bnorm::detail {
+
+/// One kernel set's entry points: the fused variant after validation (fused.hpp), and the
+/// running buffers' update (batch_norm.hpp).
+template <class T>
+struct Passes {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  fused::BatchStatistics (*forward_training)(NCHWView<const T>, const Array&, const Array&, double,
+                                             NCHWView<T>);
+  void (*forward_inference)(NCHWView<const T>, const Array&, const Array&, const Array&,
+                            const Array&, double, NCHWView<T>);
+  void (*backward)(NCHWView<const T>, NCHWView<const T>, const Array&,
+                   const fused::BatchStatistics&, NCHWView<T>, Array&, Array&);
+  void (*backward_inference)(NCHWView<const T>, NCHWView<const T>, const Array&, const Array&,
+                             const Array&, double, NCHWView<T>, Array&, Array&);
+  fused::LocalStatistics (*local_statistics)(NCHWView<const T>);
+  void (*normalize)(NCHWView<const T>, const fused::BatchStatistics&, const Array&, const Array&,
+                    NCHWView<T>);
+  fused::GradientSums (*local_gradient_sums)(NCHWView<const T>, NCHWView<const T>,
+                                             const fused::BatchStatistics&);
+  void (*backward_input)(NCHWView<const T>, NCHWView<const T>, const Array&,
+                         const fused::BatchStatistics&, const fused::GradientSums&, NCHWView<T>);
+  void (*parameter_gradients)(const fused::BatchStatistics&, const fused::GradientSums&, bool,
+                              Array&, Array&);
+  void (*update_running)(Array&, Array&, const Eigen::ArrayXd&, const Eigen::ArrayXd&, double,
+                         double);
+};
+
+/// One kernel set's functions that do not depend on the element type.
+struct CommonPasses {
+  fused::LocalStatistics (*merge_statistics)(const std::vector<fused::LocalStatistics>&);
+  fused::BatchStatistics (*finalize)(const fused::LocalStatistics&, double);
+};
+
+namespace {
+
+// The baseline: the unit's own flags (SSE2 on x86-64 by default), portable code elsewhere. A
+// target region adds to the unit's flags and never narrows them (the compilers' intrinsics are
+// compiled for the unit's flags and would not inline into a narrower region): in a unit built
+// with -march=native every set is compiled for the native CPU, as the rest of that unit is.
+#if defined(__x86_64__)
+#define BNORM_KERNEL_ISA BNORM_ISA_SSE2
+#else
+#define BNORM_KERNEL_ISA BNORM_ISA_GENERIC
+#endif
+BNORM_DETAIL_STRICT_BEGIN
+namespace baseline {
+#include "per_isa/all.hpp"
+}  // namespace baseline
+BNORM_DETAIL_STRICT_END
+#undef BNORM_KERNEL_ISA
+
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+#define BNORM_KERNEL_ISA BNORM_ISA_AVX2
+BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX2_FEATURES)
+BNORM_DETAIL_STRICT_BEGIN
+namespace avx2 {
+#include "per_isa/all.hpp"
+}  // namespace avx2
+BNORM_DETAIL_STRICT_END
+BNORM_DETAIL_TARGET_END
+#undef BNORM_KERNEL_ISA
+
+#define BNORM_KERNEL_ISA BNORM_ISA_AVX512
+BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX512_FEATURES)
+BNORM_DETAIL_STRICT_BEGIN
+namespace avx512 {
+#include "per_isa/all.hpp"
+}  // namespace avx512
+BNORM_DETAIL_STRICT_END
+BNORM_DETAIL_TARGET_END
+#undef BNORM_KERNEL_ISA
+#endif
+
+/// The entry points of the kernel set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA
+/// (callers call it after their checks and before writing anything).
+template <class T>
+const Passes<T>& passes() {
+  switch (selected_isa()) {
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+    case Isa::avx512:
+      return avx512::kPasses<T>;
+    case Isa::avx2:
+      return avx2::kPasses<T>;
+#endif
+    default:
+      return baseline::kPasses<T>;
+  }
+}
+
+/// The element-type-free functions of the kernel set in use (throws as passes()).
+inline const CommonPasses& common_passes() {
+  switch (selected_isa()) {
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+    case Isa::avx512:
+      return avx512::kCommonPasses;
+    case Isa::avx2:
+      return avx2::kCommonPasses;
+#endif
+    default:
+      return baseline::kCommonPasses;
+  }
+}
+
+}  // namespace
+
+/// The running buffers' update by the kernel set in use (for batch_norm.hpp; a function
+/// template of its own so that BNORM_EXTERN_TEMPLATES can declare it extern).
+template <class T>
+void update_running(Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                    Eigen::Array<T, Eigen::Dynamic, 1>& running_var, const Eigen::ArrayXd& mean,
+                    const Eigen::ArrayXd& var, double f, double unbias) {
+  passes<T>().update_running(running_mean, running_var, mean, var, f, unbias);
+}
+
+}  // namespace bnorm::detail

@@ -1,0 +1,181 @@
+/// @file detail/per_isa/normalise.hpp
+/// @brief The elementwise map of a forward pass, y = ((x - hi) - lo) * scale + shift, over every
+/// layout, and its fusion with the next block's statistics.
+
+#if defined(BNORM_HAVE_PACKS)
+/// Per-channel constants of an elementwise pass: k[j][c - c0] is constant j of channel c.
+template <class T, std::size_t K>
+using ChannelConstants = std::array<std::vector<T>, K>;
+
+/// f with the constants kc appended to its arguments: with_constants(f, kc)(v...) = f(v..., kc...).
+/// (No std::apply: a std function compiled for the unit's flags between two of this set's
+/// would pass the packs by value under another calling convention, as AVX-512's zmm registers
+/// are only used in functions compiled for AVX-512.)
+template <class F, class KC, std::size_t... J, class... V>
+auto apply_constants(const F& f, const KC& kc, std::index_sequence<J...>, const V&... v) {
+  return f(v..., kc[J]...);
+}
+template <class F, class KC>
+auto with_constants(const F& f, const KC& kc) {
+  return [kc, &f](const auto&... v) {
+    return apply_constants(f, kc, std::make_index_sequence<std::tuple_size_v<KC>>{}, v...);
+  };
+}
+
+/// value(c) of the plane walks: f with channel c's constants k[j][c - c0] as scalars.
+template <class T, std::size_t K, class F>
+auto plane_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
+  return [c0, &k, f](index_t c) {  // f by value: callers may pass a temporary formula
+    std::array<T, K> kc;
+    for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
+    return with_constants(f, kc);
+  };
+}
+
+/// out = f(in..., k...) on channels [c0, c1), images [n0, n1), on a pack path: over NCHW planes
+/// with the constants k of each channel as scalars, or over channels-last pixels with them as
+/// packs of 16 channels. f is one formula for scalars and packs. False when neither path
+/// applies (the caller runs its row loops).
+template <class T, std::size_t K, class F, class... V>
+bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
+                  const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
+                  const V&... in) {
+  if (planes_contiguous(out, in...)) {
+    const auto value = plane_value(c0, k, f);
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+    if constexpr (std::is_same_v<T, float>) {
+      if (plane_groups_apply(c0, c1, stream, Planes<T>(out), Planes<const T>(in)...)) {
+        // A group's constants, lane j for channel cg + j; each pack permutes them to its lanes.
+        const auto group = [&](index_t cg) {
+          std::array<Pack<float>, K> kg;
+          for (std::size_t j = 0; j < K; ++j) kg[j] = load_pack(k[j].data() + (cg - c0));
+          return [kg, &f](const PackPlanes& planes, const auto&... v) {
+            const __m512i lanes = _mm512_load_si512(planes.lane);
+            std::array<Pack<float>, K> kc;
+            for (std::size_t j = 0; j < K; ++j) {
+              __m512 group_k;
+              std::memcpy(&group_k, &kg[j].v, sizeof group_k);
+              // the zero-masked form: the plain one trips a false GCC 12 -Wmaybe-uninitialized
+              const __m512 lane_k = _mm512_maskz_permutexvar_ps(0xFFFF, lanes, group_k);
+              std::memcpy(&kc[j].v, &lane_k, sizeof lane_k);
+            }
+            return with_constants(f, kc)(v...);
+          };
+        };
+        map_plane_groups(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), group, value,
+                         Planes<const T>(in)...);
+        return true;
+      }
+    }
+#endif
+    map_planes(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), value, Planes<const T>(in)...);
+    return true;
+  }
+  if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {
+    map_pixels(
+        c0, c1, n0, n1, stream, out,
+        [&](index_t cg) {
+          std::array<Pack<T>, K> kc;
+          for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(k[j].data() + (cg - c0));
+          return with_constants(f, kc);
+        },
+        in...);
+    return true;
+  }
+  return false;
+}
+#endif
+
+#if defined(BNORM_HAVE_PACKS)
+/// The constants of normalise's pack paths on channels [c0, c1): hi, a and b - lo * a, from
+///   y = ((x - hi) - lo) * a + b = (x - hi) * a + (b - lo * a),
+/// with a = scale, b = shift: lo * a is small, so folding it into the offset (in double, rounded
+/// once) keeps the accuracy of the centred form.
+template <class T>
+ChannelConstants<T, 3> normalise_constants(index_t c0, index_t c1, const double* mean,
+                                           const double* scale, const double* shift) {
+  ChannelConstants<T, 3> k;
+  for (auto& v : k) v.resize(static_cast<std::size_t>(c1 - c0));
+  for (index_t c = c0; c < c1; ++c) {
+    const auto i = static_cast<std::size_t>(c - c0);
+    k[0][i] = static_cast<T>(mean[c]);
+    const double lo = mean[c] - static_cast<double>(k[0][i]);
+    k[1][i] = static_cast<T>(scale[c]);
+    k[2][i] = static_cast<T>(shift[c] - lo * scale[c]);
+  }
+  return k;
+}
+
+/// normalise's formula on packs and scalars, with the constants of normalise_constants.
+struct NormaliseFormula {
+  // y = (x - hi) * a + b
+  template <class V, class S>
+  V operator()(const V& x, const S& hi, const S& a, const S& b) const {
+    return (x - hi) * a + b;
+  }
+};
+#endif
+
+/// y = ((x - hi) - lo) * scale + shift on channels [c0, c1), images [n0, n1).
+template <class T>
+void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
+               index_t n1, const double* mean, const double* scale, const double* shift,
+               bool stream) {
+#if defined(BNORM_HAVE_PACKS)
+  if (map_channels(c0, c1, n0, n1, stream, y, normalise_constants<T>(c0, c1, mean, scale, shift),
+                   NormaliseFormula{}, x))
+    return;
+#endif
+  const RowLayout layout(x, y);
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t c, auto xr, auto yr, index_t len) {
+          const Centre<T> centre(mean[c]);
+          const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
+          write_row(yr, len, stream, [&](index_t i0, index_t n, T* out) {
+            // y = ((x - hi) - lo) * a + b
+            for (index_t i = 0; i < n; ++i) out[i] = centre(xr[i0 + i]) * a + b;
+          });
+        },
+        x, y);
+  });
+  if (stream) streaming_fence();
+}
+
+/// True when a reduction over x (and the views `in`) and a map into `out` can share one sweep
+/// (moments_and_normalise, grad_sums_and_input): NCHW planes of whole packs, and, with
+/// `stream`, output planes of whole cache lines.
+template <class T, class... V>
+bool sweeps_fuse(const NCHWView<T>& out, bool stream, const V&... in) {
+#if defined(BNORM_HAVE_PACKS)
+  return by_planes(in...) && planes_contiguous(out, in...) && out.h() * out.w() % kPackLanes == 0 &&
+         (!stream || lines_aligned(Planes<T>(out)));
+#else
+  (void)out;
+  (void)stream;
+  ((void)in, ...);
+  return false;
+#endif
+}
+
+/// Where sweeps_fuse(y, stream, x): chunk_moments of channels [r0, r0 + width) over images [n0, n1)
+/// into out[j], and in the same sweep normalise of channels [m0, m0 + width) over the same images
+/// (reduce_and_map_planes), with the same results as the two calls.
+template <class T>
+void moments_and_normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t r0, index_t m0,
+                           index_t width, index_t n0, index_t n1, Moments* out, const double* mean,
+                           const double* scale, const double* shift, bool stream) {
+#if defined(BNORM_HAVE_PACKS)
+  const Planes<const T> planes(x);
+  std::vector<ShiftedSums> acc = shifted_start(planes, r0, r0 + width, n0);
+  const ChannelConstants<T, 3> k = normalise_constants<T>(m0, m0 + width, mean, scale, shift);
+  reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
+                        plane_value(m0, k, NormaliseFormula{}), planes);
+  shifted_finish(x, r0, r0 + width, n0, n1, acc, out);
+#else  // unreachable: sweeps_fuse is false without packs
+  chunk_moments(x, r0, r0 + width, n0, n1, out);
+  normalise(x, y, m0, m0 + width, n0, n1, mean, scale, shift, stream);
+#endif
+}

@@ -1,0 +1,219 @@
+/// @file detail/per_isa/passes.hpp
+/// @brief The fused passes after validation: training and inference forward, training and eval
+/// backward (fused.hpp validates, then calls these through the dispatch table).
+///
+/// Every floating-point operation of the fused variant happens in this folder, compiled with
+/// contraction off: the per-channel constants below as much as the kernels, so their bits do
+/// not depend on the flags of the program that includes bnorm.
+
+template <class T>
+double weight_at(const Eigen::Array<T, Eigen::Dynamic, 1>& weight, index_t c) {
+  return weight.size() == 0 ? 1.0 : static_cast<double>(weight[c]);
+}
+template <class T>
+double bias_at(const Eigen::Array<T, Eigen::Dynamic, 1>& bias, index_t c) {
+  return bias.size() == 0 ? 0.0 : static_cast<double>(bias[c]);
+}
+
+/// Backward constants of channel c from the whole batch's statistics and sums:
+///   dx = (dy - shift) * k - (x - mean) * kc,  k = weight * invstd,  shift = sum_dy / M,
+///   kc = k * invstd^2 * sum_dy_xmu / M.
+inline void backward_constants(double invstd, double weight, double sum_dy, double sum_dy_xmu,
+                               index_t count, double& k, double& shift, double& kc) {
+  const double inv_m = 1.0 / static_cast<double>(count);
+  k = invstd * weight;
+  shift = sum_dy * inv_m;
+  kc = k * invstd * invstd * sum_dy_xmu * inv_m;
+}
+
+/// dweight = sum_dy_xmu * invstd and dbias = sum_dy, rounded to T.
+template <class T>
+void gradients_of_parameters(const Eigen::ArrayXd& sum_dy, const Eigen::ArrayXd& sum_dy_xmu,
+                             const Eigen::ArrayXd& invstd,
+                             Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                             Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  dweight.resize(sum_dy.size());
+  dbias.resize(sum_dy.size());
+  for (Eigen::Index c = 0; c < sum_dy.size(); ++c) {
+    dweight[c] = static_cast<T>(sum_dy_xmu[c] * invstd[c]);
+    dbias[c] = static_cast<T>(sum_dy[c]);
+  }
+}
+
+/// Per-channel scratch of one call: the constants each pass reads.
+struct Scratch {
+  Eigen::ArrayXd a, b, c, d;
+  explicit Scratch(index_t channels) : a(Eigen::ArrayXd::Zero(channels)), b(a), c(a), d(a) {}
+};
+
+template <class T>
+BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
+    NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+    const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, NCHWView<T> y) {
+  const index_t channels = x.c(), m = x.n() * x.h() * x.w();
+  fused::BatchStatistics s{m, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels),
+                           Eigen::ArrayXd::Constant(channels, 1.0 / std::sqrt(eps))};
+  if (x.size() == 0) return s;  // M == 0 or C == 0 (N may still be huge)
+  const Plan plan(x, sizeof(T));
+  Scratch k(channels);  // a: scale = invstd * weight, b: shift = bias
+  std::vector<Moments> moments(static_cast<std::size_t>(channels));
+  auto finish = [&](index_t c) {
+    const Moments& mo = moments[static_cast<std::size_t>(c)];
+    s.mean[c] = mo.mean;
+    s.var[c] = mo.m2 / mo.count;
+    s.invstd[c] = 1.0 / std::sqrt(s.var[c] + eps);
+    k.a[c] = s.invstd[c] * weight_at(weight, c);
+    k.b[c] = bias_at(bias, c);
+  };
+  if (plan.blocks_fill_threads() && !by_pixels(x)) {
+    // Each block's statistics chunk by chunk, then its normalisation while x is in cache;
+    // long channels of large tensors pipelined (sweep_blocks).
+    const auto normalise_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream);
+    };
+    const auto merge = [&](index_t c0, const std::vector<Moments>& part) {
+      for (std::size_t j = 0; j < part.size(); ++j)
+        moments[static_cast<std::size_t>(c0) + j].merge(part[j]);
+    };
+    sweep_blocks(
+        plan, plan.pipelined && sweeps_fuse(y, plan.stream, x),
+        [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+          std::vector<Moments> part(static_cast<std::size_t>(c1 - c0));
+          chunk_moments(x, c0, c1, n0, n1, part.data());
+          merge(c0, part);
+        },
+        [&](index_t c0, index_t c1) {
+          for (index_t c = c0; c < c1; ++c) finish(c);
+        },
+        normalise_block,
+        [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
+          std::vector<Moments> part(static_cast<std::size_t>(width));
+          moments_and_normalise(x, y, r0, m0, width, n0, n1, part.data(), s.mean.data(), k.a.data(),
+                                k.b.data(), plan.stream);
+          merge(r0, part);
+        });
+  } else {
+    // Fewer blocks than threads, or channels-last: the statistics of all channels, then the
+    // normalisation spread over images (same arithmetic as the blocks for NCHW).
+    channel_moments(x, plan, moments.data());
+    for (index_t c = 0; c < channels; ++c) finish(c);
+    for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream);
+    });
+  }
+  return s;
+}
+
+template <class T>
+BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x,
+                                          const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                          const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                                          const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                                          const Eigen::Array<T, Eigen::Dynamic, 1>& running_var,
+                                          double eps, NCHWView<T> y) {
+  if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
+  const Plan plan(x, sizeof(T));
+  Scratch k(x.c());  // a: mean, b: scale = invstd * weight, c: shift = bias
+  for (index_t c = 0; c < x.c(); ++c) {
+    k.a[c] = static_cast<double>(running_mean[c]);
+    k.b[c] = weight_at(weight, c) / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    k.c[c] = bias_at(bias, c);
+  }
+  for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+    normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream);
+  });
+}
+
+template <class T>
+BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const fused::BatchStatistics& stats, NCHWView<T> dx,
+                                 Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                                 Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  const index_t channels = x.c(), m = x.n() * x.h() * x.w();
+  const bool affine = weight.size() != 0;
+  dweight.setZero(affine ? channels : 0);
+  dbias.setZero(affine ? channels : 0);
+  if (x.size() == 0) return;  // M == 0 or C == 0 (N may still be huge)
+  const Plan plan(x, sizeof(T), 3);
+  Scratch k(channels);  // a: sum_dy, b: sum_dy_xmu, then a: k, c: shift, d: kc
+  Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
+  auto finish = [&](index_t c) {
+    sum_dy[c] = k.a[c];
+    sum_dy_xmu[c] = k.b[c];
+    backward_constants(stats.invstd[c], weight_at(weight, c), sum_dy[c], sum_dy_xmu[c], m, k.a[c],
+                       k.c[c], k.d[c]);
+  };
+  if (plan.blocks_fill_threads() && !by_pixels(x, dy)) {
+    // Each block's sums chunk by chunk, then its dx while x and dy are in cache; long
+    // channels of large tensors pipelined (sweep_blocks).
+    const auto grad_input_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+      grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
+                 plan.stream);
+    };
+    // a chunk's sums, added to the block's (k.a and k.b start at 0)
+    const auto add = [&](index_t c0, const std::vector<double>& part) {
+      const std::size_t width = part.size() / 2;
+      for (std::size_t j = 0; j < width; ++j) {
+        k.a[c0 + static_cast<index_t>(j)] += part[j];
+        k.b[c0 + static_cast<index_t>(j)] += part[width + j];
+      }
+    };
+    sweep_blocks(
+        plan, plan.pipelined && sweeps_fuse(dx, plan.stream, x, dy),
+        [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+          std::vector<double> part(static_cast<std::size_t>(2 * (c1 - c0)));
+          chunk_grad_sums(x, dy, c0, c1, n0, n1, stats.mean.data(), part.data(),
+                          part.data() + (c1 - c0));
+          add(c0, part);
+        },
+        [&](index_t c0, index_t c1) {
+          for (index_t c = c0; c < c1; ++c) finish(c);
+        },
+        grad_input_block,
+        [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
+          std::vector<double> part(static_cast<std::size_t>(2 * width));
+          grad_sums_and_input(x, dy, dx, r0, m0, width, n0, n1, part.data(), part.data() + width,
+                              stats.mean.data(), k.a.data(), k.c.data(), k.d.data(), plan.stream);
+          add(r0, part);
+        });
+  } else {
+    channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data());
+    for (index_t c = 0; c < channels; ++c) finish(c);
+    for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+      grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
+                 plan.stream);
+    });
+  }
+  if (affine) gradients_of_parameters(sum_dy, sum_dy_xmu, stats.invstd, dweight, dbias);
+}
+
+template <class T>
+BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
+                                           const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var,
+                                           double eps, NCHWView<T> dx,
+                                           Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                                           Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  const index_t channels = x.c();
+  const bool affine = weight.size() != 0;
+  dweight.setZero(affine ? channels : 0);
+  dbias.setZero(affine ? channels : 0);
+  if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
+  const Plan plan(x, sizeof(T));
+  Scratch k(channels);  // a: mean, b: invstd, c: k = weight * invstd
+  for (index_t c = 0; c < channels; ++c) {
+    k.a[c] = static_cast<double>(running_mean[c]);
+    k.b[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    k.c[c] = k.b[c] * weight_at(weight, c);
+  }
+  if (affine) {
+    Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
+    channel_grad_sums(x, dy, plan, k.a.data(), sum_dy.data(), sum_dy_xmu.data());
+    gradients_of_parameters(sum_dy, sum_dy_xmu, k.b, dweight, dbias);
+  }
+  for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+    scale_rows(dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream);
+  });
+}

@@ -1,0 +1,182 @@
+/// @file detail/per_isa/plan.hpp
+/// @brief How a shape is cut into work (Plan) and how the work is walked: the rows of a block,
+/// and the schedule of a pass over blocks, chunks and threads.
+///
+/// Arithmetic is fixed by the shape alone: a channel's values are cut into chunks of whole
+/// images (Plan::images_per_chunk); each chunk is reduced with LaneSum in (n, h, w) order; chunk
+/// results are combined left to right. Which thread does which block or chunk, and whether a
+/// block's passes run back to back, changes only the order of independent work, never a bit.
+
+/// How a shape is cut into work.
+struct Plan {
+  /// Values per chunk: a chunk's x (and dy) stays in L2 between the passes of the two-pass
+  /// statistics (the fallback of the shifted one-pass statistics and of other layouts).
+  static constexpr index_t kChunkValues = 65536;
+  /// Values per block of short channels (4 MiB of float): a block's x is read again by its
+  /// normalisation right after its statistics, from L3 at the latest. Measured on 7x7 to 28x28
+  /// planes, blocks of 64K values (so that they stay in L2) ran 1.3-1.6x slower than blocks of
+  /// 1M: each block's walk jumps from image to image, and the jumps cost more than L3 reads.
+  static constexpr index_t kBlockValues = index_t{1} << 20;
+
+  index_t images = 0, channels = 0;
+  index_t images_per_chunk = 1, chunks = 0;  // the arithmetic: chunks of whole images
+  index_t block = 1, blocks = 0;             // channels processed together: locality only
+  index_t images_per_item = 1;               // channels-last reductions: images per item
+  index_t threads = 1;                       // threads to use: 1 for tiny tensors
+  bool stream = false;                       // non-temporal output stores
+  bool pipelined = false;                    // long channels: see sweep_blocks
+
+  /// Channels of more bytes than this (of x) are swept pipelined when the tensor streams: about
+  /// the size of a core's L2.
+  static constexpr std::size_t kPipelineBytes = std::size_t{1} << 20;
+
+  /// Tensors of fewer values run on one thread: starting a parallel region costs more than the
+  /// work (2x2x2x2 training forward: 4.9 us against a 0.6 us floor).
+  static constexpr index_t kThreadedValues = 32768;
+
+  /// `tensors`: how many tensors of x's shape the pass reads or writes (2 forward, 3 backward).
+  template <class T>
+  Plan(const NCHWView<T>& x, std::size_t element_size, index_t tensors = 2)
+      : images(x.n()), channels(x.c()), threads(x.size() < kThreadedValues ? 1 : max_threads()) {
+    const index_t plane = std::max<index_t>(x.h() * x.w(), 1);
+    images_per_chunk = std::clamp<index_t>(kChunkValues / plane, 1, std::max<index_t>(images, 1));
+    chunks = (images + images_per_chunk - 1) / images_per_chunk;
+    // Short channels: walk several at once in (n, c) order, so memory is read in runs of a
+    // block's planes instead of one short plane per image. The blocks come in a multiple of the
+    // thread count, so that the threads get equal shares. Only locality depends on this.
+    if (chunks == 1 && channels > 0) {
+      const index_t per_block = kBlockValues / std::max<index_t>(images * plane, 1);
+      index_t want =
+          std::max<index_t>(1, (channels + per_block - 1) / std::max<index_t>(per_block, 1));
+      want = (want + threads - 1) / threads * threads;
+      block = std::max<index_t>(1, (channels + want - 1) / want);
+    }
+    blocks = (channels + block - 1) / block;
+    // Channels-last items hold all channels of whole images, about kChunkValues values.
+    images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
+                                          std::max<index_t>(images, 1));
+    stream =
+        static_cast<std::size_t>(x.size()) * element_size * static_cast<std::size_t>(tensors) >=
+        kStreamingBytes;
+    // Pipelined sweeps pay only for long channels (one channel a block, over several chunks),
+    // which the map would read from L3 anyway. Paired with the floor, 2 threads, medians of 5
+    // alternating rounds, unpipelined -> pipelined: 32x64x112x112 (1.6 MB channels) training
+    // forward 1.43x -> 1.34x, backward 1.62x -> 1.47x; 32x512x28x28 (blocks of 37 channels,
+    // 3.7 MB) training forward 1.67x -> 1.65x, backward 1.69x -> 1.83x; 32x256x56x56 (400 KB
+    // channels, 4 rounds) training forward 1.50x -> 1.59x.
+    pipelined = stream && chunks > 1 &&
+                static_cast<std::size_t>(images * plane) * element_size > kPipelineBytes;
+  }
+
+  index_t block_begin(index_t b) const { return b * block; }
+  index_t block_end(index_t b) const { return std::min(channels, (b + 1) * block); }
+  index_t chunk_begin(index_t k) const { return k * images_per_chunk; }
+  index_t chunk_end(index_t k) const { return std::min(images, (k + 1) * images_per_chunk); }
+  index_t items() const { return (images + images_per_item - 1) / images_per_item; }
+  index_t item_begin(index_t k) const { return k * images_per_item; }
+  index_t item_end(index_t k) const { return std::min(images, (k + 1) * images_per_item); }
+  /// Enough blocks to keep every thread busy: each thread runs the passes of its own blocks
+  /// (sweep_blocks). Otherwise the caller spreads (block, chunk) items over the threads pass by
+  /// pass.
+  bool blocks_fill_threads() const { return blocks >= threads; }
+};
+
+/// Asks for plane (n, c) of v ahead of its use, when the plane is one short contiguous row: the
+/// hardware prefetchers do not follow the jump from one image's planes to the next image's.
+template <class V>
+BNORM_PREFETCHING void prefetch_plane(const RowLayout& layout, const V& v, index_t n, index_t c) {
+  prefetch_run(&v(n, c, 0, 0), layout.len);
+}
+
+/// Calls f(c, rows..., len) for every row of channels [c0, c1) and images [n0, n1), in
+/// (n, c, h) order: consecutive channels of an image are adjacent in NCHW memory. When planes
+/// are short contiguous rows it prefetches the same planes a few images ahead.
+template <bool Unit, class F, class V0, class... V>
+void for_each_block_row(const RowLayout& layout, index_t c0, index_t c1, index_t n0, index_t n1,
+                        const F& f, const V0& v0, const V&... v) {
+  constexpr index_t kShort = 4096;
+  const index_t plane_bytes = layout.len * static_cast<index_t>(sizeof(typename V0::element_type));
+  // Whole images in NCHW are one sequential run, which the hardware prefetchers follow.
+  const bool prefetch = Unit && layout.rows == 1 && plane_bytes <= kShort && c1 - c0 < v0.c();
+  const index_t ahead = prefetch_distance((c1 - c0) * plane_bytes);
+  for (index_t n = n0; n < n1; ++n)
+    for (index_t c = c0; c < c1; ++c) {
+      if (prefetch)
+        prefetch_images(n, n0, n1, ahead, [&](index_t m) {
+          prefetch_plane(layout, v0, m, c);
+          (prefetch_plane(layout, v, m, c), ...);
+        });
+      for_each_row<Unit>(
+          layout, n, c, [&](auto... rows) { f(c, rows...); }, v0, v...);
+    }
+}
+
+/// Two-pass moments of channels [c0, c1) over images [n0, n1): the mean, then the sum of
+
+/// Runs a pass of two sweeps per block over the plan's blocks, each thread over its own run of
+/// consecutive blocks: a reduction of the block chunk by chunk, then a map of the block that
+/// needs the whole reduction.
+///   reduce(c0, c1, n0, n1): the reduction of channels [c0, c1) over images [n0, n1), a chunk;
+///   finish(c0, c1): once channels [c0, c1) are reduced over every chunk;
+///   map(c0, c1, n0, n1): the map of finished channels [c0, c1) over images [n0, n1);
+///   both(r0, m0, width, n0, n1): reduce(r0, r0 + width, n0, n1) and map(m0, m0 + width, n0, n1)
+///   in one sweep.
+/// Unpipelined, each block's map follows its reduction, while its x is in cache. Pipelined
+/// (`pipelined`: p.pipelined where the views allow it, see sweeps_fuse), block b's reduction shares
+/// each chunk's sweep with block b - 1's map, so a core reads from memory while it writes.
+template <class Reduce, class Finish, class Map, class Both>
+void sweep_blocks(const Plan& p, bool pipelined, const Reduce& reduce, const Finish& finish,
+                  const Map& map, const Both& both) {
+  parallel_for(
+      p.threads,
+      [&](index_t t) {
+        const index_t b0 = p.blocks * t / p.threads, b1 = p.blocks * (t + 1) / p.threads;
+        for (index_t b = b0; b <= b1; ++b) {
+          // this block's reduction (none past the last), the previous block's map
+          const index_t c0 = b < b1 ? p.block_begin(b) : 0, c1 = b < b1 ? p.block_end(b) : 0;
+          const index_t m0 = b > b0 ? p.block_begin(b - 1) : 0,
+                        m1 = pipelined && b > b0 ? p.block_end(b - 1) : m0;
+          const index_t width = std::min(c1 - c0, m1 - m0);  // the rest alone
+          for (index_t ch = 0; ch < p.chunks; ++ch) {
+            const index_t n0 = p.chunk_begin(ch), n1 = p.chunk_end(ch);
+            if (width > 0) both(c0, m0, width, n0, n1);
+            if (c0 + width < c1) reduce(c0 + width, c1, n0, n1);
+            if (m0 + width < m1) map(m0 + width, m1, n0, n1);
+          }
+          if (c1 > c0) finish(c0, c1);
+          if (!pipelined && c1 > c0) map(c0, c1, index_t{0}, p.images);
+        }
+      },
+      p.threads);
+}
+
+/// Runs f(c0, c1, n0, n1) over every (block, chunk) of the plan, spread over the threads.
+template <class F>
+void for_each_piece(const Plan& p, const F& f) {
+  parallel_for(
+      p.blocks * p.chunks,
+      [&](index_t item) {
+        const index_t b = item / p.chunks, k = item % p.chunks;
+        f(p.block_begin(b), p.block_end(b), p.chunk_begin(k), p.chunk_end(k));
+      },
+      p.threads);
+}
+
+/// For elementwise passes (no reduction, so any split gives the same bits): runs
+/// f(0, C, n0, n1) over image ranges, one per thread, so each thread streams through a
+/// contiguous part of NCHW memory; with fewer images than threads, f(c0, c1, n0, n1) over the
+/// plan's (block, chunk) pieces instead.
+template <class F>
+void for_each_elementwise_piece(const Plan& p, const F& f) {
+  const index_t threads = p.threads;
+  if (p.images >= threads) {
+    parallel_for(
+        threads,
+        [&](index_t t) {
+          f(index_t{0}, p.channels, p.images * t / threads, p.images * (t + 1) / threads);
+        },
+        threads);
+  } else {
+    for_each_piece(p, f);
+  }
+}

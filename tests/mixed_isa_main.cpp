@@ -1,0 +1,29 @@
+// A program of two units that include bnorm, one built with default flags (this one) and one
+// with -mavx2 -mfma (mixed_isa_avx2.cpp): both must give the same bits, on every kernel set. (The
+// public functions are inline templates, so the linker keeps one unit's copy of each; each unit's
+// kernels have internal linkage and stay its own.)
+#include <cstdio>
+#include <string>
+
+#include "repro_cases.hpp"
+
+std::string digests_of_the_avx2_unit();
+
+int main() {
+  if (!bnorm::isa_supported("avx2")) {
+    std::printf("skipped: this CPU lacks avx2, which the -mavx2 unit needs\n");
+    return 0;
+  }
+  int failed = 0;
+  for (const char* isa : {"sse2", "avx2", "avx512"}) {
+    if (!bnorm::isa_supported(isa)) {
+      std::printf("%s: skipped, not on this CPU\n", isa);
+      continue;
+    }
+    bnorm::set_isa(isa);
+    const std::string here = bnorm_test::run_repro_cases(), there = digests_of_the_avx2_unit();
+    std::printf("%s: %s\n", isa, here == there ? "same bits in both units" : "DIFFERENT bits");
+    failed += here != there;
+  }
+  return failed;
+}
