@@ -70,12 +70,8 @@
   BNORM_DETAIL_PRAGMA(clang attribute push(__attribute__((target(features))), apply_to = function))
 #define BNORM_DETAIL_TARGET_END BNORM_DETAIL_PRAGMA(clang attribute pop)
 #elif defined(__GNUC__)
-// -O2 for the kernels whatever the unit's level: they are written with explicit 16-lane packs
-// and need nothing -O3 adds, and three sets at -O3 took 2.6 times the compile time of one
-// (docs/compile_cost.md).
-#define BNORM_DETAIL_STRICT_BEGIN       \
-  BNORM_DETAIL_PRAGMA(GCC push_options) \
-  BNORM_DETAIL_PRAGMA(GCC optimize("O2", "fp-contract=off"))
+#define BNORM_DETAIL_STRICT_BEGIN \
+  BNORM_DETAIL_PRAGMA(GCC push_options) BNORM_DETAIL_PRAGMA(GCC optimize("fp-contract=off"))
 #define BNORM_DETAIL_STRICT_END BNORM_DETAIL_PRAGMA(GCC pop_options)
 #define BNORM_DETAIL_TARGET_BEGIN(features) \
   BNORM_DETAIL_PRAGMA(GCC push_options) BNORM_DETAIL_PRAGMA(GCC target(features))
