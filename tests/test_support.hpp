@@ -227,7 +227,8 @@ struct Snapshot {
            same(running_var, o.running_var) && same(weight_grad, o.weight_grad) &&
            same(bias_grad, o.bias_grad) && batches == o.batches &&
            output.size() == o.output.size() &&
-           std::memcmp(output.data(), o.output.data(), output.size() * sizeof(T)) == 0;
+           (output.empty() ||  // (an empty vector's data() may be null)
+            std::memcmp(output.data(), o.output.data(), output.size() * sizeof(T)) == 0);
   }
 };
 
