@@ -128,7 +128,7 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
 /// Statistics of x per channel, computed exactly as forward_training computes them.
 template <class T>
 LocalStatistics local_statistics(NCHWView<const T> x) {
-  return bnorm::detail::passes<T>().local_statistics(x);
+  return bnorm::detail::split_passes<T>().local_statistics(x);
 }
 
 /// Merges parts' statistics into those of their union, left to right, by Chan et al.'s
@@ -166,7 +166,7 @@ void normalize(NCHWView<const T> x, const BatchStatistics& stats,
   bnorm::detail::check_forward_args(x, weight, bias, 0.0, y);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
-  bnorm::detail::passes<T>().normalize(x, stats, weight, bias, y);
+  bnorm::detail::split_passes<T>().normalize(x, stats, weight, bias, y);
 }
 
 /// The backward reductions of a part of the batch, centred on stats.mean, computed exactly as
@@ -176,7 +176,7 @@ GradientSums local_gradient_sums(NCHWView<const T> x, NCHWView<const T> dy,
                                  const BatchStatistics& stats) {
   bnorm::detail::check_same_shape("dy", dy, "x", x);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
-  return bnorm::detail::passes<T>().local_gradient_sums(x, dy, stats);
+  return bnorm::detail::split_passes<T>().local_gradient_sums(x, dy, stats);
 }
 
 /// dx of a part of the batch from the whole batch's statistics and sums:
@@ -193,7 +193,7 @@ void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("sums.sum_dy_xmu", sums.sum_dy_xmu.size(), x.c(), "the channels of x");
   bnorm::detail::require(stats.count > 0 || x.size() == 0, "stats.count is ", stats.count,
                          ", expected > 0");
-  bnorm::detail::passes<T>().backward_input(x, dy, weight, stats, sums, dx);
+  bnorm::detail::split_passes<T>().backward_input(x, dy, weight, stats, sums, dx);
 }
 
 /// dweight = sum_dy_xmu * invstd and dbias = sum_dy (size 0 when `affine` is false).
@@ -201,7 +201,7 @@ template <class T>
 void parameter_gradients(const BatchStatistics& stats, const GradientSums& sums, bool affine,
                          Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
                          Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
-  bnorm::detail::passes<T>().parameter_gradients(stats, sums, affine, dweight, dbias);
+  bnorm::detail::split_passes<T>().parameter_gradients(stats, sums, affine, dweight, dbias);
 }
 
 }  // namespace bnorm::fused

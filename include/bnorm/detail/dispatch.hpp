@@ -70,8 +70,24 @@
   BNORM_DETAIL_PRAGMA(clang attribute push(__attribute__((target(features))), apply_to = function))
 #define BNORM_DETAIL_TARGET_END BNORM_DETAIL_PRAGMA(clang attribute pop)
 #elif defined(__GNUC__)
+// Besides fp-contract=off, the loop transforms -O3 adds to -O2 are off in the kernels (GCC 11
+// and later name them all): they are written in explicit 16-lane packs and gain nothing from
+// them, and three kernel sets with them took 2.3 times the compile time of one
+// (docs/compile_cost.md). Flags, not optimize("O2"): a level changed inside the region made
+// GCC 12 compile the AVX-512 set wrongly in -O0 and -O1 units (lanes 4 to 15 of the packs were
+// lost between the kernel functions it then left out of line).
+#if __GNUC__ >= 11
+#define BNORM_DETAIL_STRICT_BEGIN                                                                  \
+  BNORM_DETAIL_PRAGMA(GCC push_options)                                                            \
+  BNORM_DETAIL_PRAGMA(GCC optimize(                                                                \
+      "fp-contract=off", "vect-cost-model=very-cheap", "no-peel-loops", "no-unswitch-loops",       \
+      "no-ipa-cp-clone", "no-tree-loop-distribution", "no-split-loops", "no-predictive-commoning", \
+      "no-gcse-after-reload", "no-tree-partial-pre", "no-loop-interchange",                        \
+      "no-loop-unroll-and-jam", "no-split-paths", "no-version-loops-for-strides"))
+#else
 #define BNORM_DETAIL_STRICT_BEGIN \
   BNORM_DETAIL_PRAGMA(GCC push_options) BNORM_DETAIL_PRAGMA(GCC optimize("fp-contract=off"))
+#endif
 #define BNORM_DETAIL_STRICT_END BNORM_DETAIL_PRAGMA(GCC pop_options)
 #define BNORM_DETAIL_TARGET_BEGIN(features) \
   BNORM_DETAIL_PRAGMA(GCC push_options) BNORM_DETAIL_PRAGMA(GCC target(features))
@@ -88,8 +104,8 @@
 
 namespace bnorm::detail {
 
-/// One kernel set's entry points: the fused variant after validation (fused.hpp), and the
-/// running buffers' update (batch_norm.hpp).
+/// One kernel set's entry points of the whole passes: the fused variant after validation
+/// (fused.hpp), and the running buffers' update (batch_norm.hpp).
 template <class T>
 struct Passes {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -101,6 +117,15 @@ struct Passes {
                    const fused::BatchStatistics&, NCHWView<T>, Array&, Array&);
   void (*backward_inference)(NCHWView<const T>, NCHWView<const T>, const Array&, const Array&,
                              const Array&, double, NCHWView<T>, Array&, Array&);
+  void (*update_running)(Array&, Array&, const Eigen::ArrayXd&, const Eigen::ArrayXd&, double,
+                         double);
+};
+
+/// One kernel set's pieces of the split API (the distributed passes). A table of its own, so
+/// that a unit that calls only the whole passes (the module) compiles none of them.
+template <class T>
+struct SplitPasses {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   fused::LocalStatistics (*local_statistics)(NCHWView<const T>);
   void (*normalize)(NCHWView<const T>, const fused::BatchStatistics&, const Array&, const Array&,
                     NCHWView<T>);
@@ -110,11 +135,9 @@ struct Passes {
                          const fused::BatchStatistics&, const fused::GradientSums&, NCHWView<T>);
   void (*parameter_gradients)(const fused::BatchStatistics&, const fused::GradientSums&, bool,
                               Array&, Array&);
-  void (*update_running)(Array&, Array&, const Eigen::ArrayXd&, const Eigen::ArrayXd&, double,
-                         double);
 };
 
-/// One kernel set's functions that do not depend on the element type.
+/// One kernel set's pieces of the split API that do not depend on the element type.
 struct CommonPasses {
   fused::LocalStatistics (*merge_statistics)(const std::vector<fused::LocalStatistics>&);
   fused::BatchStatistics (*finalize)(const fused::LocalStatistics&, double);
@@ -160,35 +183,39 @@ BNORM_DETAIL_TARGET_END
 #undef BNORM_KERNEL_ISA
 #endif
 
-/// The entry points of the kernel set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA
-/// (callers call it after their checks and before writing anything).
-template <class T>
-const Passes<T>& passes() {
-  switch (selected_isa()) {
-#if defined(BNORM_DETAIL_X86_DISPATCH)
-    case Isa::avx512:
-      return avx512::kPasses<T>;
-    case Isa::avx2:
-      return avx2::kPasses<T>;
-#endif
-    default:
-      return baseline::kPasses<T>;
-  }
+/// Of one table per kernel set (baseline, then the wider ones in Isa order), the table of the
+/// set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA (callers call it after their
+/// checks and before writing anything).
+template <class Table, class... Wider>
+const Table& in_use(const Table& baseline_table, const Wider&... wider) {
+  const Table* tables[] = {&baseline_table, &wider...};
+  return *tables[static_cast<int>(selected_isa())];
 }
 
-/// The element-type-free functions of the kernel set in use (throws as passes()).
-inline const CommonPasses& common_passes() {
-  switch (selected_isa()) {
 #if defined(BNORM_DETAIL_X86_DISPATCH)
-    case Isa::avx512:
-      return avx512::kCommonPasses;
-    case Isa::avx2:
-      return avx2::kCommonPasses;
+#define BNORM_DETAIL_TABLES(name) baseline::name, avx2::name, avx512::name
+#else
+#define BNORM_DETAIL_TABLES(name) baseline::name
 #endif
-    default:
-      return baseline::kCommonPasses;
-  }
+
+/// The whole passes of the kernel set in use.
+template <class T>
+const Passes<T>& passes() {
+  return in_use(BNORM_DETAIL_TABLES(kPasses<T>));
 }
+
+/// The split API's pieces of the kernel set in use.
+template <class T>
+const SplitPasses<T>& split_passes() {
+  return in_use(BNORM_DETAIL_TABLES(kSplitPasses<T>));
+}
+
+/// The element-type-free pieces of the kernel set in use.
+inline const CommonPasses& common_passes() {
+  return in_use(BNORM_DETAIL_TABLES(kCommonPasses));
+}
+
+#undef BNORM_DETAIL_TABLES
 
 }  // namespace
 

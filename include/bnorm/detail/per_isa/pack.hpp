@@ -108,15 +108,18 @@ inline void stream_pack(T* p, const Pack<T>& a) {
 }
 
 /// Runs walk(put), where put(p, a) stores pack a at p: with non-temporal stores, then a fence,
-/// when `stream` (every p must then start a cache line), with regular stores otherwise.
+/// when `stream` (every p must then start a cache line), with regular stores otherwise. One put
+/// that tests `stream` (the same way for every pack, so the branch is free), not one walk per
+/// kind of store: each kernel's loop is compiled once.
 template <class T, class Walk>
 void walk_storing(bool stream, const Walk& walk) {
-  if (stream) {
-    walk([](T* p, const Pack<T>& a) { stream_pack(p, a); });
-    streaming_fence();
-  } else {
-    walk([](T* p, const Pack<T>& a) { store_pack(p, a); });
-  }
+  walk([stream](T* p, const Pack<T>& a) {
+    if (stream)
+      stream_pack(p, a);
+    else
+      store_pack(p, a);
+  });
+  if (stream) streaming_fence();
 }
 
 /// Doubles in one native vector register of the target.

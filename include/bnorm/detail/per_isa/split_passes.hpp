@@ -115,9 +115,10 @@ BNORM_DETAIL_ENTRY void update_running(Eigen::Array<T, Eigen::Dynamic, 1>& runni
 
 /// This ISA's entry points, for the dispatch tables.
 template <class T>
-inline constexpr Passes<T> kPasses{&forward_training<T>,    &forward_inference<T>,
-                                   &backward<T>,            &backward_inference<T>,
-                                   &local_statistics<T>,    &normalize<T>,
-                                   &local_gradient_sums<T>, &backward_input<T>,
-                                   &parameter_gradients<T>, &update_running<T>};
+inline constexpr Passes<T> kPasses{&forward_training<T>, &forward_inference<T>, &backward<T>,
+                                   &backward_inference<T>, &update_running<T>};
+template <class T>
+inline constexpr SplitPasses<T> kSplitPasses{&local_statistics<T>, &normalize<T>,
+                                             &local_gradient_sums<T>, &backward_input<T>,
+                                             &parameter_gradients<T>};
 inline constexpr CommonPasses kCommonPasses{&merge_statistics, &finalize};
