@@ -1,11 +1,16 @@
 // The bandwidth floors: kernels that move exactly the bytes a BatchNorm pass must move and do
 // nothing else, with regular or non-temporal (streaming) stores, on the library's OpenMP threads.
+// They are compiled for every instruction set the library dispatches to and run with the widest
+// this CPU has, whatever flags the benchmarks are built with: the floor is the machine's, not the
+// build's.
 #pragma once
+
+#include <bnorm/bnorm.hpp>
 
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__AVX__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 #if defined(_OPENMP)
@@ -16,7 +21,7 @@
 
 namespace bnorm_bench {
 
-enum class Store { regular, nontemporal };
+enum class Store { regular = 0, nontemporal = 1 };  // an index into FloorSet's kernels
 
 inline const char* store_name(Store s) {
   return s == Store::regular ? "regular" : "nt";
@@ -24,89 +29,57 @@ inline const char* store_name(Store s) {
 
 namespace floor_detail {
 
-#if defined(__AVX512F__)
-using vec = __m512;
-inline constexpr index_t kLanes = 16;
-inline constexpr const char* kSimd = "avx512";
-inline vec vset1(float a) {
-  return _mm512_set1_ps(a);
-}
-inline vec vload(const float* p) {
-  return _mm512_loadu_ps(p);
-}
-inline vec vfma(vec a, vec x, vec b) {
-  return _mm512_fmadd_ps(a, x, b);
-}
-template <bool NT>
-inline void vstore(float* p, vec v) {
-  if constexpr (NT)
-    _mm512_stream_ps(p, v);
-  else
-    _mm512_storeu_ps(p, v);
-}
-#elif defined(__AVX__)
-using vec = __m256;
-inline constexpr index_t kLanes = 8;
-inline constexpr const char* kSimd = "avx2";
-inline vec vset1(float a) {
-  return _mm256_set1_ps(a);
-}
-inline vec vload(const float* p) {
-  return _mm256_loadu_ps(p);
-}
-#if defined(__FMA__)
-inline vec vfma(vec a, vec x, vec b) {
-  return _mm256_fmadd_ps(a, x, b);
-}
-#else
-inline vec vfma(vec a, vec x, vec b) {
-  return _mm256_add_ps(_mm256_mul_ps(a, x), b);
-}
-#endif
-template <bool NT>
-inline void vstore(float* p, vec v) {
-  if constexpr (NT)
-    _mm256_stream_ps(p, v);
-  else
-    _mm256_storeu_ps(p, v);
-}
-#else
-// No streaming-store intrinsics: "nt" runs the regular scalar loop.
-inline constexpr index_t kLanes = 1;
-inline constexpr const char* kSimd = "scalar (nt = regular)";
-#endif
-
 // Streaming stores need a 64-byte aligned address; the buffers are, this only guards odd offsets.
 inline bool line_aligned(const float* p) {
   return reinterpret_cast<std::uintptr_t>(p) % 64 == 0;
 }
 
-template <bool NT>
-void axpb_range(const float* x, float a, float b, float* y, index_t i, index_t end) {
-#if defined(__AVX__)
-  // y[i] = a * x[i] + b   (head until y is line-aligned)
-  for (; i < end && !line_aligned(y + i); ++i) y[i] = a * x[i] + b;
-  const vec va = vset1(a), vb = vset1(b);
-  // y[i] = a * x[i] + b
-  for (; i + kLanes <= end; i += kLanes) vstore<NT>(y + i, vfma(va, vload(x + i), vb));
-  if constexpr (NT) _mm_sfence();  // order the weakly-ordered streaming stores before returning
-#endif
-  // y[i] = a * x[i] + b   (tail)
-  for (; i < end; ++i) y[i] = a * x[i] + b;
-}
+// One instruction set's floor kernels, indexed by Store: y = a * x + b and dx = a * x + dy over
+// [i, end).
+struct FloorSet {
+  const char* simd;
+  void (*axpb[2])(const float* x, float a, float b, float* y, index_t i, index_t end);
+  void (*axpy[2])(const float* x, const float* dy, float a, float* dx, index_t i, index_t end);
+};
 
-template <bool NT>
-void axpy_range(const float* x, const float* dy, float a, float* dx, index_t i, index_t end) {
-#if defined(__AVX__)
-  // dx[i] = a * x[i] + dy[i]   (head until dx is line-aligned)
-  for (; i < end && !line_aligned(dx + i); ++i) dx[i] = a * x[i] + dy[i];
-  const vec va = vset1(a);
-  // dx[i] = a * x[i] + dy[i]
-  for (; i + kLanes <= end; i += kLanes) vstore<NT>(dx + i, vfma(va, vload(x + i), vload(dy + i)));
-  if constexpr (NT) _mm_sfence();
+#if defined(__SSE2__)
+#define BNORM_BENCH_FLOOR_ISA 1
+#else
+#define BNORM_BENCH_FLOOR_ISA 0
 #endif
-  // dx[i] = a * x[i] + dy[i]   (tail)
-  for (; i < end; ++i) dx[i] = a * x[i] + dy[i];
+namespace baseline {
+#include "floor_ranges.inc"
+}  // namespace baseline
+#undef BNORM_BENCH_FLOOR_ISA
+
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+#define BNORM_BENCH_FLOOR_ISA 2
+BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX2_FEATURES)
+namespace avx2 {
+#include "floor_ranges.inc"
+}  // namespace avx2
+BNORM_DETAIL_TARGET_END
+#undef BNORM_BENCH_FLOOR_ISA
+
+#define BNORM_BENCH_FLOOR_ISA 3
+BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX512_FEATURES)
+namespace avx512 {
+#include "floor_ranges.inc"
+}  // namespace avx512
+BNORM_DETAIL_TARGET_END
+#undef BNORM_BENCH_FLOOR_ISA
+#endif
+
+// The floor kernels of the widest instruction set this CPU runs (chosen once).
+inline const FloorSet& floor_set() {
+  static const FloorSet& widest = []() -> const FloorSet& {
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+    if (bnorm::isa_supported("avx512")) return avx512::kSet;
+    if (bnorm::isa_supported("avx2")) return avx2::kSet;
+#endif
+    return baseline::kSet;
+  }();
+  return widest;
 }
 
 // Runs f(begin, end) on every thread of an OpenMP team, each on one contiguous range of whole
@@ -130,16 +103,13 @@ void parallel_ranges(index_t n, F&& f) {
 
 // Which instructions the floors use; goes into the benchmark context.
 inline const char* floor_simd() {
-  return floor_detail::kSimd;
+  return floor_detail::floor_set().simd;
 }
 
 // Forward floor, the traffic of a forward pass: y = a * x + b (read x, write y).
 inline void floor_forward(const float* x, float a, float b, float* y, index_t n, Store store) {
   floor_detail::parallel_ranges(n, [&](index_t lo, index_t hi) {
-    if (store == Store::nontemporal)
-      floor_detail::axpb_range<true>(x, a, b, y, lo, hi);
-    else
-      floor_detail::axpb_range<false>(x, a, b, y, lo, hi);
+    floor_detail::floor_set().axpb[static_cast<int>(store)](x, a, b, y, lo, hi);
   });
 }
 
@@ -147,10 +117,7 @@ inline void floor_forward(const float* x, float a, float b, float* y, index_t n,
 inline void floor_backward(const float* x, const float* dy, float a, float* dx, index_t n,
                            Store store) {
   floor_detail::parallel_ranges(n, [&](index_t lo, index_t hi) {
-    if (store == Store::nontemporal)
-      floor_detail::axpy_range<true>(x, dy, a, dx, lo, hi);
-    else
-      floor_detail::axpy_range<false>(x, dy, a, dx, lo, hi);
+    floor_detail::floor_set().axpy[static_cast<int>(store)](x, dy, a, dx, lo, hi);
   });
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <bnorm/isa.hpp>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -46,7 +47,8 @@ inline int max_threads() {
 }
 
 // Every benchmark binary's main: Google Benchmark's flags, what the results depend on besides
-// the code in the output's context (bnorm's version, the CPU model, the threads), then
+// the code in the output's context (bnorm's version, the CPU model, the kernels' instruction
+// set, the build's flags, the threads), then
 // add_all() registers the benchmarks, and they run.
 template <class F>
 int run_benchmarks(int argc, char** argv, F&& add_all) {
@@ -58,6 +60,12 @@ int run_benchmarks(int argc, char** argv, F&& add_all) {
                                                    std::to_string(BNORM_VERSION_PATCH));
 #endif
   benchmark::AddCustomContext("cpu_model", cpu_model());
+  benchmark::AddCustomContext("bnorm_isa", std::string(bnorm::isa()));
+#if defined(BNORM_BENCH_NATIVE)
+  benchmark::AddCustomContext("build", "-march=native");
+#else
+  benchmark::AddCustomContext("build", "default flags");
+#endif
   benchmark::AddCustomContext("omp_threads", std::to_string(max_threads()));
   std::forward<F>(add_all)();
   benchmark::RunSpecifiedBenchmarks();

@@ -83,6 +83,14 @@ def fmt_x(x):
     return "" if x is None else f"{x:.2f}x"
 
 
+def caches(ctx):
+    """", L2 1 MiB, L3 32 MiB": the unified caches of Google Benchmark's context (per instance)."""
+    def size(b):
+        return f"{b >> 20} MiB" if b >= 1 << 20 and b % (1 << 20) == 0 else f"{b >> 10} KiB"
+    return "".join(f", L{c['level']} {size(c['size'])}" for c in ctx.get("caches", [])
+                   if c.get("type") == "Unified")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", help="bnorm_bench --benchmark_out file")
@@ -99,9 +107,11 @@ def main():
     peers = ", ".join(
         f"{label} {ctx[key + '_version']}" if key + "_version" in ctx else f"{label} not built"
         for key, label in [("onednn", "oneDNN"), ("torch", "PyTorch")])
-    print(f"bnorm_bench {ctx.get('date', '?')} | {ctx.get('omp_threads', '?')} threads | "
-          f"{ctx.get('cpu_model', '?')} ({ctx.get('num_cpus', '?')} CPUs) | {peers} | "
-          f"float32 NCHW | times: {args.stat} of {reps} repetition{'s' if reps != 1 else ''}, "
+    print(f"bnorm_bench {ctx.get('date', '?')} | kernels {ctx.get('bnorm_isa', '?')}, floors "
+          f"{ctx.get('floor_simd', '?')}, {ctx.get('build', '?')} | "
+          f"{ctx.get('omp_threads', '?')} threads | {ctx.get('cpu_model', '?')} "
+          f"({ctx.get('num_cpus', '?')} CPUs{caches(ctx)}) | {peers} | float32 NCHW | "
+          f"times: {args.stat} of {reps} repetition{'s' if reps != 1 else ''}, "
           f"/floor: median of the paired ratios")
 
     head = ["shape", "pass", "bnorm ms", "GB/s", "floor ms", "/floor"] + \
