@@ -41,13 +41,6 @@ struct Storage {
   }
 };
 
-template <class T>
-bool same_bits(const Array<T>& a, const Array<T>& b) {
-  return a.size() == b.size() &&
-         (a.size() == 0 ||  // (an empty array's data() may be null)
-          std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0);
-}
-
 /// Values of a view in logical NCHW order.
 template <class T>
 std::vector<std::remove_const_t<T>> values(const NCHWView<T>& v) {

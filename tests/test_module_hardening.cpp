@@ -115,29 +115,6 @@ TYPED_TEST(ModuleHardening, BackwardUsesTheWeightAtBackwardTime) {
     }
 }
 
-// Everything a failed call could have changed: module state and every byte of the buffers.
-template <class T>
-struct State {
-  Array<T> weight, bias, running_mean, running_var, weight_grad, bias_grad;
-  std::int64_t batches;
-  bool training;
-  explicit State(const bnorm::BatchNorm2d<T>& bn)
-      : weight(bn.weight()),
-        bias(bn.bias()),
-        running_mean(bn.running_mean()),
-        running_var(bn.running_var()),
-        weight_grad(bn.weight_grad()),
-        bias_grad(bn.bias_grad()),
-        batches(bn.num_batches_tracked()),
-        training(bn.is_training()) {}
-  bool operator==(const State& o) const {
-    return same_bits(weight, o.weight) && same_bits(bias, o.bias) &&
-           same_bits(running_mean, o.running_mean) && same_bits(running_var, o.running_var) &&
-           same_bits(weight_grad, o.weight_grad) && same_bits(bias_grad, o.bias_grad) &&
-           batches == o.batches && training == o.training;
-  }
-};
-
 // A module that has trained a step and, in the mode under test, run a forward whose Saved the
 // backward failures use. One storage holds x (with room for views shifted inside it), others dy,
 // y and dx; all hold random bytes, so any write shows.
@@ -161,10 +138,10 @@ struct Case {
 
   template <class F>
   void expect_rejected(const F& f, const std::string& message) {
-    const State<T> state(bn);
+    const ModuleState<T> state(bn);
     const Storage<T> xs0 = xs, ys0 = ys, dys0 = dys, dxs0 = dxs;
     EXPECT_EQ(message_of(f), message);
-    EXPECT_TRUE(State<T>(bn) == state) << "module state changed";
+    EXPECT_TRUE(ModuleState<T>(bn) == state) << "module state changed";
     EXPECT_TRUE(xs == xs0 && ys == ys0 && dys == dys0 && dxs == dxs0) << "a buffer changed";
   }
 };

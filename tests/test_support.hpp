@@ -199,16 +199,24 @@ std::string message_of(const F& f) {
   return "(no exception)";
 }
 
-/// Everything a failed call could have changed: a module's (BatchNorm2d's or SyncBatchNorm2d's)
-/// parameters, buffers, gradients and batch count, and one output buffer.
+/// The same bits, sizes included (NaN equals itself; an empty container's data() may be null).
+template <class C>
+bool same_bits(const C& a, const C& b) {
+  return a.size() == b.size() &&
+         (a.size() == 0 ||
+          std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(a[0])) == 0);
+}
+
+/// Everything a module call (BatchNorm2d, SyncBatchNorm2d) may change in the module: parameters,
+/// running buffers, gradients, the batch count and the mode, compared bitwise.
 template <class T>
-struct Snapshot {
+struct ModuleState {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   Array weight, bias, running_mean, running_var, weight_grad, bias_grad;
   std::int64_t batches;
-  std::vector<T> output;
+  bool training;
   template <class Module>
-  Snapshot(const Module& bn, const Buffer<T>& out)
+  explicit ModuleState(const Module& bn)
       : weight(bn.weight()),
         bias(bn.bias()),
         running_mean(bn.running_mean()),
@@ -216,19 +224,24 @@ struct Snapshot {
         weight_grad(bn.weight_grad()),
         bias_grad(bn.bias_grad()),
         batches(bn.num_batches_tracked()),
-        output(out.values()) {}
+        training(bn.is_training()) {}
+  bool operator==(const ModuleState& o) const {
+    return same_bits(weight, o.weight) && same_bits(bias, o.bias) &&
+           same_bits(running_mean, o.running_mean) && same_bits(running_var, o.running_var) &&
+           same_bits(weight_grad, o.weight_grad) && same_bits(bias_grad, o.bias_grad) &&
+           batches == o.batches && training == o.training;
+  }
+};
+
+/// A module's state and one output buffer, compared bitwise.
+template <class T>
+struct Snapshot {
+  ModuleState<T> module;
+  std::vector<T> output;
+  template <class Module>
+  Snapshot(const Module& bn, const Buffer<T>& out) : module(bn), output(out.values()) {}
   bool operator==(const Snapshot& o) const {
-    auto same = [](const Array& a, const Array& b) {  // bitwise: NaN equals itself
-      return a.size() == b.size() &&
-             (a.size() == 0 ||
-              std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0);
-    };
-    return same(weight, o.weight) && same(bias, o.bias) && same(running_mean, o.running_mean) &&
-           same(running_var, o.running_var) && same(weight_grad, o.weight_grad) &&
-           same(bias_grad, o.bias_grad) && batches == o.batches &&
-           output.size() == o.output.size() &&
-           (output.empty() ||  // (an empty vector's data() may be null)
-            std::memcmp(output.data(), o.output.data(), output.size() * sizeof(T)) == 0);
+    return module == o.module && same_bits(output, o.output);
   }
 };
 
