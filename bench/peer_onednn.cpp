@@ -1,5 +1,7 @@
-// oneDNN's batch_normalization primitives, float32, in plain NCHW and in its blocked nChw16c
-// layout (its fastest on AVX-512). Blocked inputs are reordered once, outside the timed loops.
+// oneDNN's batch_normalization primitives, float32, in plain NCHW and in the layouts one of which
+// is its fastest on a given machine: blocked nChw16c (AVX-512), nChw8c (AVX2: oneDNN 2.6 has no
+// AVX2 kernel for 16c blocks and falls back to reference code) and nhwc. Inputs in another layout
+// than NCHW are reordered once, outside the timed loops.
 
 #include <benchmark/benchmark.h>
 
@@ -58,7 +60,7 @@ struct Case {
     fwd_infer = bn_fwd(fwd_infer_pd);
     bwd = bn_bwd(bwd_pd);
 
-    // Plain NCHW runs on the shared buffers; blocked gets its own, reordered from them.
+    // Plain NCHW runs on the shared buffers; another layout gets its own, reordered from them.
     const auto input = [&](float* p) {
       if (layout == memory::format_tag::nchw) return memory(plain, eng, p);
       memory blocked(data, eng);
@@ -163,7 +165,10 @@ void run(benchmark::State& state, const Shape& s, memory::format_tag layout, Pas
 
 void register_shape(const Shape& s) {
   const std::pair<memory::format_tag, const char*> layouts[] = {
-      {memory::format_tag::nChw16c, "onednn_nChw16c"}, {memory::format_tag::nchw, "onednn_nchw"}};
+      {memory::format_tag::nChw16c, "onednn_nChw16c"},
+      {memory::format_tag::nChw8c, "onednn_nChw8c"},
+      {memory::format_tag::nhwc, "onednn_nhwc"},
+      {memory::format_tag::nchw, "onednn_nchw"}};
   for (const auto& [layout, impl] : layouts)
     for (Pass pass : {Pass::fwd_train, Pass::fwd_infer, Pass::bwd}) {
       const memory::format_tag tag = layout;
