@@ -1,5 +1,5 @@
 /// @file detail/dispatch.hpp
-/// @brief The fused kernels compiled once per instruction set, and the table that calls the set
+/// @brief The fused kernels compiled once per instruction set, and the tables that call the set
 /// in use (isa.hpp).
 ///
 /// The files of per_isa/ are included here once per set, each time inside a namespace of its

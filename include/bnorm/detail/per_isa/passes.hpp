@@ -1,6 +1,6 @@
 /// @file detail/per_isa/passes.hpp
 /// @brief The fused passes after validation: training and inference forward, training and eval
-/// backward (fused.hpp validates, then calls these through the dispatch table).
+/// backward (fused.hpp validates, then calls these through the dispatch tables).
 ///
 /// Every floating-point operation of the fused variant happens in this folder, compiled with
 /// contraction off: the per-channel constants below as much as the kernels, so their bits do
