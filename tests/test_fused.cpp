@@ -9,6 +9,9 @@
 #include <omp.h>
 #endif
 
+// Some tests call the baseline kernels themselves (bnorm::detail::baseline): this unit
+// includes them, unlike the others of the suite (BNORM_EXTERN_TEMPLATES, detail/dispatch.hpp).
+#define BNORM_DETAIL_COMPILE_KERNELS 1
 #include "test_support.hpp"
 
 namespace bnorm_test {

@@ -8,16 +8,27 @@
 /// - define BNORM_EXTERN_TEMPLATES for the program's units (CMake:
 ///   `target_compile_definitions(app PRIVATE BNORM_EXTERN_TEMPLATES)`); <bnorm/bnorm.hpp> then
 ///   declares the float and double instances of bnorm::fused's and bnorm::staged's functions
-///   `extern template`, so those units never compile them;
+///   `extern template`, and leaves the kernels out: those units neither compile nor include them
+///   (editing a kernel file then recompiles only the unit that compiles them);
 /// - include this header in exactly one unit of the program; it defines those instances.
 ///
-/// Results are the same bits either way. Other element types, and the module's inline members,
-/// are still compiled where they are used. Define BNORM_NO_STAGED for this unit too when the
-/// program leaves the staged variant out.
+/// Results are the same bits either way. The module's inline members are still compiled where
+/// they are used. Units with BNORM_EXTERN_TEMPLATES include <bnorm/bnorm.hpp> (not fused.hpp
+/// alone) and call the float and double instances only. Define BNORM_NO_STAGED for this unit
+/// too when the program leaves the staged variant out.
 #pragma once
 
+/// This unit includes the kernels, whatever BNORM_EXTERN_TEMPLATES says (detail/dispatch.hpp).
+#define BNORM_DETAIL_COMPILE_KERNELS 1
 #include "bnorm.hpp"
 #include "detail/instances.hpp"
+
+/// @cond
+// The element-type-free pieces (merge_statistics, finalize) for the units without kernels.
+const bnorm::detail::CommonPasses& bnorm::detail::compiled_common_passes() {
+  return common_passes();
+}
+/// @endcond
 
 BNORM_DETAIL_INSTANCES(template, float)
 BNORM_DETAIL_INSTANCES(template, double)

@@ -145,6 +145,14 @@ struct CommonPasses {
 
 namespace {
 
+// A unit built with BNORM_EXTERN_TEMPLATES takes the kernels from the one unit that includes
+// <bnorm/instantiate.hpp> (which defines BNORM_DETAIL_COMPILE_KERNELS): it neither compiles nor
+// even includes them, so editing a kernel file recompiles that unit alone.
+#if !defined(BNORM_EXTERN_TEMPLATES) || defined(BNORM_DETAIL_COMPILE_KERNELS)
+#define BNORM_DETAIL_HAS_KERNELS 1
+#endif
+
+#if defined(BNORM_DETAIL_HAS_KERNELS)
 // The baseline: the unit's own flags (SSE2 on x86-64 by default), portable code elsewhere. A
 // target region adds to the unit's flags and never narrows them (the compilers' intrinsics are
 // compiled for the unit's flags and would not inline into a narrower region): in a unit built
@@ -183,6 +191,8 @@ BNORM_DETAIL_TARGET_END
 #undef BNORM_KERNEL_ISA
 #endif
 
+#endif  // BNORM_DETAIL_HAS_KERNELS
+
 /// Of one table per kernel set (baseline, then the wider ones in Isa order), the table of the
 /// set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA (callers call it after their
 /// checks and before writing anything).
@@ -192,6 +202,7 @@ const Table& in_use(const Table& baseline_table, const Wider&... wider) {
   return *tables[static_cast<int>(selected_isa())];
 }
 
+#if defined(BNORM_DETAIL_HAS_KERNELS)
 #if defined(BNORM_DETAIL_X86_DISPATCH)
 #define BNORM_DETAIL_TABLES(name) baseline::name, avx2::name, avx512::name
 #else
@@ -216,8 +227,26 @@ inline const CommonPasses& common_passes() {
 }
 
 #undef BNORM_DETAIL_TABLES
+#else
+// Declared only: their callers are the extern float and double instances.
+template <class T>
+const Passes<T>& passes();
+template <class T>
+const SplitPasses<T>& split_passes();
+#endif
 
 }  // namespace
+
+/// The element-type-free pieces of the kernel set in use, for the units without kernels
+/// (defined in <bnorm/instantiate.hpp>'s unit).
+const CommonPasses& compiled_common_passes();
+#if !defined(BNORM_DETAIL_HAS_KERNELS)
+namespace {
+inline const CommonPasses& common_passes() {
+  return compiled_common_passes();
+}
+}  // namespace
+#endif
 
 /// The running buffers' update by the kernel set in use (for batch_norm.hpp; a function
 /// template of its own so that BNORM_EXTERN_TEMPLATES can declare it extern).
