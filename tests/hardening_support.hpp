@@ -18,8 +18,6 @@ using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 using bnorm::NCHWView;
 using bnorm::Variant;
 
-const Variant kVariants[] = {Variant::staged, Variant::fused};
-
 /// Raw storage filled with seeded random values everywhere (padding too), so that any write,
 /// inside or outside a view, changes its bytes.
 template <class T>

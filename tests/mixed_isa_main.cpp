@@ -1,15 +1,22 @@
-// A program of two units that include bnorm, one built with default flags (this one) and one
-// with -mavx2 -mfma (mixed_isa_avx2.cpp): both must give the same bits, on every kernel set. (The
-// public functions are inline templates, so the linker keeps one unit's copy of each; each unit's
-// kernels have internal linkage and stay its own.)
+// The serial digest program, of two units that include bnorm: this one built with default flags
+// and mixed_isa_avx2.cpp with -mavx2 -mfma (tests/CMakeLists.txt).
+// - Without arguments: the digests of every kernel set, as repro_digest.cpp prints them.
+// - With "mixed": both units must give the same bits, on every kernel set. (The public functions
+//   are inline templates, so the linker keeps one unit's copy of each; each unit's kernels have
+//   internal linkage and stay its own.)
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "repro_cases.hpp"
 
 std::string digests_of_the_avx2_unit();
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "mixed") != 0) {
+    std::fputs(bnorm_test::digests_of_every_isa().c_str(), stdout);
+    return 0;
+  }
   if (!bnorm::isa_supported("avx2")) {
     std::printf("skipped: this CPU lacks avx2, which the -mavx2 unit needs\n");
     return 0;

@@ -137,4 +137,20 @@ inline std::string run_repro_cases() {
   return out;
 }
 
+/// What a digest program prints (compare_digests.cmake reads it): for every kernel set, "# <set>"
+/// and the digests, or "# <set>: skipped ..." where this CPU or build lacks the set.
+inline std::string digests_of_every_isa() {
+  std::string out;
+  for (const char* isa : {"sse2", "avx2", "avx512", "generic"}) {
+    if (!bnorm::isa_supported(isa)) {
+      if (std::string(isa) != "generic")
+        out += std::string("# ") + isa + ": skipped, not on this CPU or in this build\n";
+      continue;
+    }
+    bnorm::set_isa(isa);
+    out += std::string("# ") + isa + "\n" + run_repro_cases();
+  }
+  return out;
+}
+
 }  // namespace bnorm_test

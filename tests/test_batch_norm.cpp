@@ -12,8 +12,6 @@ template <class T>
 class Module : public ::testing::Test {};
 TYPED_TEST_SUITE(Module, FloatTypes);
 
-const bnorm::Variant kVariants[] = {bnorm::Variant::staged, bnorm::Variant::fused};
-
 TYPED_TEST(Module, DefaultsAreTorchs) {
   using T = TypeParam;
   bnorm::BatchNorm2d<T> bn(5);

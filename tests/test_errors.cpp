@@ -39,8 +39,6 @@ template <class T>
 class Errors : public ::testing::Test {};
 TYPED_TEST_SUITE(Errors, FloatTypes);
 
-const bnorm::Variant kVariants[] = {bnorm::Variant::staged, bnorm::Variant::fused};
-
 TYPED_TEST(Errors, ConstructorOptions) {
   using T = TypeParam;
   using BN = bnorm::BatchNorm2d<T>;

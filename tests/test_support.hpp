@@ -24,6 +24,9 @@ using Shape = std::array<index_t, 4>;
 
 using FloatTypes = ::testing::Types<float, double>;
 
+/// Both variants, for the module tests that run each.
+inline constexpr bnorm::Variant kVariants[] = {bnorm::Variant::staged, bnorm::Variant::fused};
+
 /// Tolerance of the cross checks: relative to the largest magnitude of the reference.
 template <class T>
 double tolerance() {
