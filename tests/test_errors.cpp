@@ -28,10 +28,7 @@ struct Fixture {
   // Runs f, expects `message`, and expects nothing changed in the module, y or dx.
   template <class F>
   void expect_rejected(const F& f, const std::string& message) {
-    const Snapshot<T> before_y(bn, y), before_dx(bn, dx);
-    EXPECT_EQ(message_of(f), message);
-    EXPECT_TRUE(Snapshot<T>(bn, y) == before_y) << "state or y changed";
-    EXPECT_TRUE(Snapshot<T>(bn, dx) == before_dx) << "state or dx changed";
+    bnorm_test::expect_rejected<T>(bn, y, dx, f, message);
   }
 };
 

@@ -309,10 +309,7 @@ struct Trained {
   // Runs f, expects this rank's `message`, and nothing changed here.
   template <class F>
   void expect_rejected(const F& f, const std::string& message) {
-    const Snapshot<T> before_y(bn, y), before_dx(bn, dx);
-    EXPECT_EQ(message_of(f), message);
-    EXPECT_TRUE(Snapshot<T>(bn, y) == before_y) << "state or y changed";
-    EXPECT_TRUE(Snapshot<T>(bn, dx) == before_dx) << "state or dx changed";
+    bnorm_test::expect_rejected<T>(bn, y, dx, f, message);
   }
   // A valid training step afterwards: the ranks' collectives are still in step.
   void expect_usable() {

@@ -17,6 +17,8 @@
 
 #include <bnorm/bnorm.hpp>
 
+#include "module_state.hpp"
+
 namespace bnorm_test {
 
 using bnorm::index_t;
@@ -202,40 +204,6 @@ std::string message_of(const F& f) {
   return "(no exception)";
 }
 
-/// The same bits, sizes included (NaN equals itself; an empty container's data() may be null).
-template <class C>
-bool same_bits(const C& a, const C& b) {
-  return a.size() == b.size() &&
-         (a.size() == 0 ||
-          std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(a[0])) == 0);
-}
-
-/// Everything a module call (BatchNorm2d, SyncBatchNorm2d) may change in the module: parameters,
-/// running buffers, gradients, the batch count and the mode, compared bitwise.
-template <class T>
-struct ModuleState {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  Array weight, bias, running_mean, running_var, weight_grad, bias_grad;
-  std::int64_t batches;
-  bool training;
-  template <class Module>
-  explicit ModuleState(const Module& bn)
-      : weight(bn.weight()),
-        bias(bn.bias()),
-        running_mean(bn.running_mean()),
-        running_var(bn.running_var()),
-        weight_grad(bn.weight_grad()),
-        bias_grad(bn.bias_grad()),
-        batches(bn.num_batches_tracked()),
-        training(bn.is_training()) {}
-  bool operator==(const ModuleState& o) const {
-    return same_bits(weight, o.weight) && same_bits(bias, o.bias) &&
-           same_bits(running_mean, o.running_mean) && same_bits(running_var, o.running_var) &&
-           same_bits(weight_grad, o.weight_grad) && same_bits(bias_grad, o.bias_grad) &&
-           batches == o.batches && training == o.training;
-  }
-};
-
 /// A module's state and one output buffer, compared bitwise.
 template <class T>
 struct Snapshot {
@@ -247,6 +215,17 @@ struct Snapshot {
     return module == o.module && same_bits(output, o.output);
   }
 };
+
+/// Runs f, expects bnorm::invalid_argument saying `message`, and expects nothing changed in the
+/// module (BatchNorm2d, SyncBatchNorm2d), y or dx.
+template <class T, class Module, class F>
+void expect_rejected(const Module& bn, const Buffer<T>& y, const Buffer<T>& dx, const F& f,
+                     const std::string& message) {
+  const Snapshot<T> before_y(bn, y), before_dx(bn, dx);
+  EXPECT_EQ(message_of(f), message);
+  EXPECT_TRUE(Snapshot<T>(bn, y) == before_y) << "state or y changed";
+  EXPECT_TRUE(Snapshot<T>(bn, dx) == before_dx) << "state or dx changed";
+}
 
 /// Plain long-double loops of BatchNorm2d with batch statistics, written straight from the
 /// definition; independent of both variants.

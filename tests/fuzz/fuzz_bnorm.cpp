@@ -16,6 +16,8 @@
 // kMaxElements elements spread over at most kMaxSpan elements, at most kMaxChannels channels.
 #include <bnorm/bnorm.hpp>
 
+#include "../module_state.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -539,35 +541,8 @@ struct ChannelStats {
 // The module pair
 // ---------------------------------------------------------------------------------------------
 
-template <class T>
-struct ModuleState {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  Array weight, bias, running_mean, running_var, weight_grad, bias_grad;
-  std::int64_t batches = 0;
-  bool training = true;
-  explicit ModuleState(const bnorm::BatchNorm2d<T>& bn)
-      : weight(bn.weight()),
-        bias(bn.bias()),
-        running_mean(bn.running_mean()),
-        running_var(bn.running_var()),
-        weight_grad(bn.weight_grad()),
-        bias_grad(bn.bias_grad()),
-        batches(bn.num_batches_tracked()),
-        training(bn.is_training()) {}
-  static bool same(const Array& a, const Array& b) {
-    return a.size() == b.size() &&
-           (a.size() == 0 ||
-            std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0);
-  }
-  /// Parameters, running statistics, counters and mode (what sync() makes equal).
-  bool same_state(const ModuleState& o) const {
-    return same(weight, o.weight) && same(bias, o.bias) && same(running_mean, o.running_mean) &&
-           same(running_var, o.running_var) && batches == o.batches && training == o.training;
-  }
-  bool operator==(const ModuleState& o) const {
-    return same_state(o) && same(weight_grad, o.weight_grad) && same(bias_grad, o.bias_grad);
-  }
-};
+using bnorm_test::ModuleState;
+using bnorm_test::same_bits;
 
 struct Outcome {
   bool threw = false;
@@ -856,8 +831,8 @@ class Session {
     FUZZ_CHECK(bn.num_batches_tracked() == st0.batches + (updates ? 1 : 0), variant,
                " num_batches_tracked");
     if (!updates) {
-      FUZZ_CHECK(ModuleState<T>::same(bn.running_mean(), st0.running_mean) &&
-                     ModuleState<T>::same(bn.running_var(), st0.running_var),
+      FUZZ_CHECK(same_bits(bn.running_mean(), st0.running_mean) &&
+                     same_bits(bn.running_var(), st0.running_var),
                  variant, ": running statistics changed without a training step");
     }
     if (f.x.count() == 0) return;
