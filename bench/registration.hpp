@@ -2,6 +2,7 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <bnorm/detail/cache_sizes.hpp>
 #include <bnorm/isa.hpp>
 
 #if defined(_OPENMP)
@@ -61,6 +62,11 @@ int run_benchmarks(int argc, char** argv, F&& add_all) {
 #endif
   benchmark::AddCustomContext("cpu_model", cpu_model());
   benchmark::AddCustomContext("bnorm_isa", std::string(bnorm::isa()));
+  // The cache sizes the kernels plan with (read at run time, detail/cache_sizes.hpp).
+  const bnorm::detail::CacheSizes caches = bnorm::detail::cache_sizes();
+  benchmark::AddCustomContext("bnorm_caches", "L2 " + std::to_string(caches.l2 >> 10) +
+                                                  " KiB, last level " +
+                                                  std::to_string(caches.last_level >> 10) + " KiB");
 #if defined(BNORM_BENCH_NATIVE)
   benchmark::AddCustomContext("build", "-march=native");
 #else

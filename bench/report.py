@@ -112,7 +112,8 @@ def main():
     print(f"bnorm_bench {ctx.get('date', '?')} | kernels {ctx.get('bnorm_isa', '?')}, floors "
           f"{ctx.get('floor_simd', '?')}, {ctx.get('build', '?')} | "
           f"{ctx.get('omp_threads', '?')} threads | {ctx.get('cpu_model', '?')} "
-          f"({ctx.get('num_cpus', '?')} CPUs{caches(ctx)}) | {peers} | float32 NCHW | "
+          f"({ctx.get('num_cpus', '?')} CPUs{caches(ctx)}; kernels plan for "
+          f"{ctx.get('bnorm_caches', '?')}) | {peers} | float32 NCHW | "
           f"times: {args.stat} of {reps} repetition{'s' if reps != 1 else ''}, "
           f"/floor: median of the paired ratios")
 

@@ -35,6 +35,7 @@
 #include "../config.hpp"
 #include "../nchw_view.hpp"
 #include "../statistics.hpp"
+#include "cache_sizes.hpp"
 #include "cpu_features.hpp"
 
 /// The instruction sets BNORM_KERNEL_ISA names inside per_isa/ (a set includes the ones below it).

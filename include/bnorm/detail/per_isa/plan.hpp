@@ -12,11 +12,14 @@ struct Plan {
   /// Values per chunk: a chunk's x (and dy) stays in L2 between the passes of the two-pass
   /// statistics (the fallback of the shifted one-pass statistics and of other layouts).
   static constexpr index_t kChunkValues = 65536;
-  /// Values per block of short channels (4 MiB of float): a block's x is read again by its
-  /// normalisation right after its statistics, from L3 at the latest. Measured on 7x7 to 28x28
-  /// planes, blocks of 64K values (so that they stay in L2) ran 1.3-1.6x slower than blocks of
-  /// 1M: each block's walk jumps from image to image, and the jumps cost more than L3 reads.
-  static constexpr index_t kBlockValues = index_t{1} << 20;
+  /// Values per block of short channels: an eighth of the last-level cache in float (1M values
+  /// of a 32 MiB L3): a block's x is read again by its normalisation right after its
+  /// statistics, from L3 at the latest. Measured on 7x7 to 28x28 planes with a 32 MiB L3,
+  /// blocks of 64K values (so that they stay in L2) ran 1.3-1.6x slower than blocks of 1M: each
+  /// block's walk jumps from image to image, and the jumps cost more than L3 reads.
+  static index_t block_values() {
+    return std::max<index_t>(static_cast<index_t>(cache_sizes().last_level / 32), 1);
+  }
 
   index_t images = 0, channels = 0;
   index_t images_per_chunk = 1, chunks = 0;  // the arithmetic: chunks of whole images
@@ -26,9 +29,7 @@ struct Plan {
   bool stream = false;                       // non-temporal output stores
   bool pipelined = false;                    // long channels: see sweep_blocks
 
-  /// Channels of more bytes than this (of x) are swept pipelined when the tensor streams: about
-  /// the size of a core's L2.
-  static constexpr std::size_t kPipelineBytes = std::size_t{1} << 20;
+  /// Channels of more bytes (of x) than a core's L2 are swept pipelined when the tensor streams.
 
   /// Tensors of fewer values run on one thread: starting a parallel region costs more than the
   /// work (2x2x2x2 training forward: 4.9 us against a 0.6 us floor).
@@ -45,7 +46,7 @@ struct Plan {
     // block's planes instead of one short plane per image. The blocks come in a multiple of the
     // thread count, so that the threads get equal shares. Only locality depends on this.
     if (chunks == 1 && channels > 0) {
-      const index_t per_block = kBlockValues / std::max<index_t>(images * plane, 1);
+      const index_t per_block = block_values() / std::max<index_t>(images * plane, 1);
       index_t want =
           std::max<index_t>(1, (channels + per_block - 1) / std::max<index_t>(per_block, 1));
       want = (want + threads - 1) / threads * threads;
@@ -55,17 +56,18 @@ struct Plan {
     // Channels-last items hold all channels of whole images, about kChunkValues values.
     images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
                                           std::max<index_t>(images, 1));
+    const CacheSizes caches = cache_sizes();
     stream =
         static_cast<std::size_t>(x.size()) * element_size * static_cast<std::size_t>(tensors) >=
-        kStreamingBytes;
+        caches.last_level;
     // Pipelined sweeps pay only for long channels (one channel a block, over several chunks),
     // which the map would read from L3 anyway. Paired with the floor, 2 threads, medians of 5
     // alternating rounds, unpipelined -> pipelined: 32x64x112x112 (1.6 MB channels) training
     // forward 1.43x -> 1.34x, backward 1.62x -> 1.47x; 32x512x28x28 (blocks of 37 channels,
     // 3.7 MB) training forward 1.67x -> 1.65x, backward 1.69x -> 1.83x; 32x256x56x56 (400 KB
     // channels, 4 rounds) training forward 1.50x -> 1.59x.
-    pipelined = stream && chunks > 1 &&
-                static_cast<std::size_t>(images * plane) * element_size > kPipelineBytes;
+    pipelined =
+        stream && chunks > 1 && static_cast<std::size_t>(images * plane) * element_size > caches.l2;
   }
 
   index_t block_begin(index_t b) const { return b * block; }

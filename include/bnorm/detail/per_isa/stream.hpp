@@ -1,13 +1,13 @@
 /// @file detail/per_isa/stream.hpp
 /// @brief Row output with regular or non-temporal (cache-bypassing) stores.
 
-/// Passes whose tensors (inputs and output) hold at least this many bytes write their output
-/// with non-temporal stores: the output would not stay in the last-level cache anyway, and
-/// streaming saves the read-for-ownership of every written line. Smaller passes use regular
-/// stores, so a following pass finds the output in cache. Measured with the floor kernels
-/// (2 threads, 32 MiB L3): non-temporal stores won from about 38 MB of traffic (backward of
-/// 32x2048x7x7: 0.28 ms against 0.38) and tied at 26 MB (forward of the same: 0.29 against 0.27).
-inline constexpr std::size_t kStreamingBytes = std::size_t{32} << 20;
+// Passes whose tensors (inputs and output) hold at least the last-level cache's bytes write
+// their output with non-temporal stores (Plan::stream): the output would not stay in the
+// last-level cache anyway, and streaming saves the read-for-ownership of every written line.
+// Smaller passes use regular stores, so a following pass finds the output in cache. Measured
+// with the floor kernels (2 threads, 32 MiB L3): non-temporal stores won from about 38 MB of
+// traffic (backward of 32x2048x7x7: 0.28 ms against 0.38) and tied at 26 MB (forward of the
+// same: 0.29 against 0.27).
 
 template <class T>
 void copy_plain(T* dst, const T* src, index_t n) {

@@ -1,0 +1,93 @@
+/// @file detail/cache_sizes.hpp
+/// @brief This CPU's L2 (per core) and last-level cache sizes, read at first use. The kernels'
+/// plans take from them what is locality only (blocks of short channels, the kind of store,
+/// pipelined sweeps), never a bit of a result: the same bits for any cache sizes.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace bnorm::detail {
+
+/// Bytes of a core's L2 and of the last-level cache (L3, or L2 where there is none).
+struct CacheSizes {
+  std::size_t l2;
+  std::size_t last_level;
+};
+
+/// What the plans assume where the system does not say: the machine they were first measured
+/// on (1 MiB of L2 per core, 32 MiB of L3).
+inline constexpr CacheSizes kAssumedCacheSizes{std::size_t{1} << 20, std::size_t{32} << 20};
+
+#if defined(__linux__)
+/// The bytes of cpu0's data or unified cache of `level` as Linux reports them
+/// (/sys/devices/system/cpu/cpu0/cache/index<i>/{level,type,size}, size as "1024K"); 0 if none.
+inline std::size_t linux_cache_bytes(int level) {
+  const auto read = [](int index, const char* leaf, char* out, int capacity) {
+    char path[80];
+    std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", index, leaf);
+    std::FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return false;
+    const bool ok = std::fgets(out, capacity, f) != nullptr;
+    std::fclose(f);
+    return ok;
+  };
+  for (int index = 0; index < 16; ++index) {
+    char text[32] = {}, type[32] = {}, size[32] = {};
+    if (!read(index, "level", text, sizeof text) || !read(index, "type", type, sizeof type) ||
+        !read(index, "size", size, sizeof size))
+      return 0;
+    if (std::atoi(text) != level || std::strncmp(type, "Instruction", 11) == 0) continue;
+    char* unit = nullptr;
+    const unsigned long long n = std::strtoull(size, &unit, 10);
+    const int shift = *unit == 'K' ? 10 : *unit == 'M' ? 20 : *unit == 'G' ? 30 : 0;
+    return static_cast<std::size_t>(n) << shift;
+  }
+  return 0;
+}
+#endif
+
+/// The sizes the system reports, the assumed ones where it reports none. Linux's own figures,
+/// not glibc's sysconf: under KVM on an AMD EPYC, sysconf gave a 320 MiB L3 for a 32 MiB one.
+inline CacheSizes read_cache_sizes() {
+  CacheSizes sizes = kAssumedCacheSizes;
+#if defined(__linux__)
+  const std::size_t l2 = linux_cache_bytes(2), l3 = linux_cache_bytes(3);
+  if (l2 > 0) sizes.l2 = l2;
+  if (l3 > 0)
+    sizes.last_level = l3;
+  else if (l2 > 0)
+    sizes.last_level = l2;
+#endif
+  return sizes;
+}
+
+/// The sizes in use: one pair for the whole program (an inline function's static), read at
+/// first use.
+struct CacheSizeSlots {
+  std::atomic<std::size_t> l2, last_level;
+};
+inline CacheSizeSlots& cache_size_slots() {
+  static CacheSizeSlots slots = [] {
+    const CacheSizes read = read_cache_sizes();
+    return CacheSizeSlots{{read.l2}, {read.last_level}};
+  }();
+  return slots;
+}
+
+inline CacheSizes cache_sizes() {
+  const CacheSizeSlots& s = cache_size_slots();
+  return {s.l2.load(std::memory_order_relaxed), s.last_level.load(std::memory_order_relaxed)};
+}
+
+/// Replaces the sizes the plans use (the tests: other machines' plans on this one). Not while
+/// a kernel runs.
+inline void set_cache_sizes(CacheSizes sizes) {
+  cache_size_slots().l2.store(sizes.l2, std::memory_order_relaxed);
+  cache_size_slots().last_level.store(sizes.last_level, std::memory_order_relaxed);
+}
+
+}  // namespace bnorm::detail
