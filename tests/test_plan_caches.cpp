@@ -13,18 +13,6 @@ namespace {
 
 using bnorm::detail::CacheSizes;
 
-/// Sets the sizes the plans use for one scope.
-class CacheSizesScope {
- public:
-  explicit CacheSizesScope(CacheSizes sizes) { bnorm::detail::set_cache_sizes(sizes); }
-  ~CacheSizesScope() { bnorm::detail::set_cache_sizes(saved_); }
-  CacheSizesScope(const CacheSizesScope&) = delete;
-  CacheSizesScope& operator=(const CacheSizesScope&) = delete;
-
- private:
-  CacheSizes saved_ = bnorm::detail::cache_sizes();
-};
-
 /// The bytes of the data or unified cache of `level` by CPUID's deterministic cache leaves
 /// (AMD 0x8000001D, Intel 4): ways x partitions x line x sets; 0 if the CPU does not say.
 std::size_t cpuid_cache_bytes(int level) {

@@ -227,6 +227,20 @@ void expect_rejected(const Module& bn, const Buffer<T>& y, const Buffer<T>& dx, 
   EXPECT_TRUE(Snapshot<T>(bn, dx) == before_dx) << "state or dx changed";
 }
 
+/// Sets the cache sizes the kernels plan with (detail/cache_sizes.hpp) for one scope.
+class CacheSizesScope {
+ public:
+  explicit CacheSizesScope(bnorm::detail::CacheSizes sizes) {
+    bnorm::detail::set_cache_sizes(sizes);
+  }
+  ~CacheSizesScope() { bnorm::detail::set_cache_sizes(saved_); }
+  CacheSizesScope(const CacheSizesScope&) = delete;
+  CacheSizesScope& operator=(const CacheSizesScope&) = delete;
+
+ private:
+  bnorm::detail::CacheSizes saved_ = bnorm::detail::cache_sizes();
+};
+
 /// Plain long-double loops of BatchNorm2d with batch statistics, written straight from the
 /// definition; independent of both variants.
 struct Reference {
