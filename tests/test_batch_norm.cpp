@@ -10,7 +10,7 @@ using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 
 template <class T>
 class Module : public ::testing::Test {};
-TYPED_TEST_SUITE(Module, FloatTypes);
+TYPED_TEST_SUITE(Module, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(Module, DefaultsAreTorchs) {
   using T = TypeParam;

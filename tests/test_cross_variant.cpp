@@ -60,7 +60,7 @@ void expect_close(const Result<T>& a, const Result<T>& b, double tol) {
 
 template <class T>
 class CrossVariant : public ::testing::Test {};
-TYPED_TEST_SUITE(CrossVariant, FloatTypes);
+TYPED_TEST_SUITE(CrossVariant, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(CrossVariant, StagedEqualsFusedOnEveryShapeAndLayout) {
   using T = TypeParam;

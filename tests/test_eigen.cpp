@@ -63,7 +63,7 @@ void expect_aliases(const V& view, Tensor& t) {
 
 template <class T>
 class EigenInterop : public ::testing::Test {};
-TYPED_TEST_SUITE(EigenInterop, FloatTypes);
+TYPED_TEST_SUITE(EigenInterop, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(EigenInterop, TensorViewAliasesTheTensor) {
   using T = TypeParam;

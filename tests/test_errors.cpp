@@ -34,7 +34,7 @@ struct Fixture {
 
 template <class T>
 class Errors : public ::testing::Test {};
-TYPED_TEST_SUITE(Errors, FloatTypes);
+TYPED_TEST_SUITE(Errors, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(Errors, ConstructorOptions) {
   using T = TypeParam;

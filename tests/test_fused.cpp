@@ -15,7 +15,7 @@ namespace {
 
 template <class T>
 class Fused : public ::testing::Test {};
-TYPED_TEST_SUITE(Fused, FloatTypes);
+TYPED_TEST_SUITE(Fused, FloatTypes, );  // the empty argument: -Wpedantic
 
 template <class T>
 using Array = Eigen::Array<T, Eigen::Dynamic, 1>;

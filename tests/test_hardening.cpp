@@ -305,7 +305,7 @@ REGISTER_TYPED_TEST_SUITE_P(FreeFunctionsReject, NonUniqueOutputs,
                             BroadcastInputsAndIrrelevantStrides, ForwardInPlaceMatchesOutOfPlace,
                             BackwardInPlaceMatchesOutOfPlace, ChannelBlocksOfOneTensorAreDisjoint,
                             PartialOverlaps, AliasedGradientArrays);
-INSTANTIATE_TYPED_TEST_SUITE_P(Hardening, FreeFunctionsReject, FloatTypes);
+INSTANTIATE_TYPED_TEST_SUITE_P(Hardening, FreeFunctionsReject, FloatTypes, );  // -Wpedantic
 
 }  // namespace
 }  // namespace bnorm_test

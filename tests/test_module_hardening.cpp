@@ -16,7 +16,7 @@ using namespace hardening;
 
 template <class T>
 class ModuleHardening : public ::testing::Test {};
-TYPED_TEST_SUITE(ModuleHardening, FloatTypes);
+TYPED_TEST_SUITE(ModuleHardening, FloatTypes, );  // the empty argument: -Wpedantic
 
 // Module forward with y the same view as x: same y and running statistics as out of place, in
 // training and eval, for both variants; the Saved is marked and backward rejects it. Backward

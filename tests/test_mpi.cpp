@@ -148,7 +148,7 @@ struct Part {
 
 template <class T>
 class SyncBatchNorm : public ::testing::Test {};
-TYPED_TEST_SUITE(SyncBatchNorm, FloatTypes);
+TYPED_TEST_SUITE(SyncBatchNorm, FloatTypes, );  // the empty argument: -Wpedantic
 
 /// Three training steps then two eval steps of SyncBatchNorm2d on this rank's part and of
 /// BatchNorm2d on the whole batch, with new data, weight and bias at every step; compares y,

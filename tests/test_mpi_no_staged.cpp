@@ -22,7 +22,7 @@ static_assert(std::is_same_v<bnorm::mpi::SyncBatchNorm2d<float>,
 
 template <class T>
 class SyncNoStaged : public ::testing::Test {};
-TYPED_TEST_SUITE(SyncNoStaged, FloatTypes);
+TYPED_TEST_SUITE(SyncNoStaged, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(SyncNoStaged, CopiesOnEveryRankMatchTheReference) {
   using T = TypeParam;

@@ -23,7 +23,7 @@ static_assert(std::is_same_v<bnorm::detail::StagedBackend<double>,
 
 template <class T>
 class NoStaged : public ::testing::Test {};
-TYPED_TEST_SUITE(NoStaged, FloatTypes);
+TYPED_TEST_SUITE(NoStaged, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(NoStaged, FusedMatchesTheReference) {
   using T = TypeParam;

@@ -97,7 +97,7 @@ TEST(Npy, WritesWhatNumPyWrites) {
 
 template <class T>
 class NpyRoundTrip : public ::testing::Test {};
-TYPED_TEST_SUITE(NpyRoundTrip, FloatTypes);
+TYPED_TEST_SUITE(NpyRoundTrip, FloatTypes, );  // the empty argument: -Wpedantic
 
 TYPED_TEST(NpyRoundTrip, ShapesAndValuesSurvive) {
   using T = TypeParam;

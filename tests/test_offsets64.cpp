@@ -49,7 +49,7 @@ index_t span(const Shape& e, const Shape& s) {
 
 template <class T>
 class Offsets64 : public ::testing::Test {};
-TYPED_TEST_SUITE(Offsets64, FloatTypes);
+TYPED_TEST_SUITE(Offsets64, FloatTypes, );  // the empty argument: -Wpedantic
 
 constexpr index_t k2to31 = index_t{1} << 31;
 

@@ -21,7 +21,7 @@ std::size_t cpuid_cache_bytes(int level) {
   __get_cpuid(0, &a, &b, &c, &d);
   const bool amd = b == 0x68747541;  // "Auth"enticAMD
   const unsigned leaf = amd ? 0x8000001D : 4;
-  if (__get_cpuid_max(leaf & 0x80000000, nullptr) < leaf) return 0;
+  if (static_cast<unsigned>(__get_cpuid_max(leaf & 0x80000000, nullptr)) < leaf) return 0;
   for (unsigned i = 0; i < 16; ++i) {
     __cpuid_count(leaf, i, a, b, c, d);
     const unsigned type = a & 0x1F;
@@ -77,7 +77,7 @@ TEST(CacheSizes, ChangeThePlans) {
 
 template <class T>
 class PlanCaches : public ::testing::Test {};
-TYPED_TEST_SUITE(PlanCaches, FloatTypes);
+TYPED_TEST_SUITE(PlanCaches, FloatTypes, );  // the empty argument: -Wpedantic
 
 // Every pass's outputs under each machine's sizes, as bytes.
 template <class T>

@@ -13,7 +13,7 @@ using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 
 template <class T>
 class Split : public ::testing::Test {};
-TYPED_TEST_SUITE(Split, FloatTypes);
+TYPED_TEST_SUITE(Split, FloatTypes, );  // the empty argument: -Wpedantic
 
 constexpr double kMergeTolerance = 1e-12;
 

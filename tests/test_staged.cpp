@@ -1,5 +1,7 @@
 // The staged graph: central finite differences (double) for every node's local backward and
 // for the whole operation, in training and in eval, with random upstream gradients.
+#include <tuple>
+
 #include "test_support.hpp"
 
 namespace bnorm_test {
@@ -124,7 +126,9 @@ TEST(StagedNodes, MulChannel) {
 struct WholeOp : ::testing::TestWithParam<std::tuple<bool, bnorm::Variant>> {};
 
 TEST_P(WholeOp, MatchesFiniteDifferences) {
-  const auto [training, variant] = GetParam();
+  // Not structured bindings: the lambdas below capture them (C++17).
+  const bool training = std::get<0>(GetParam());
+  const bnorm::Variant variant = std::get<1>(GetParam());
   using Array = Eigen::ArrayXd;
   Eigen::Tensor<double, 1> x(count(kShape)), dy(count(kShape));
   const auto xv = random_values<double>(kShape, 21, 1.5), dyv = random_values<double>(kShape, 22);
@@ -135,7 +139,7 @@ TEST_P(WholeOp, MatchesFiniteDifferences) {
   const Array running_mean = random_array<double>(kShape[1], 25, 1, 2);
   const Array running_var = random_array<double>(kShape[1], 26, 0.5, 2);
   const double eps = 1e-3;
-  const auto [N, C, H, W] = kShape;
+  const index_t N = kShape[0], C = kShape[1], H = kShape[2], W = kShape[3];
   std::vector<double> y(static_cast<std::size_t>(count(kShape)));
   auto forward_loss = [&] {
     const bnorm::NCHWView<const double> xw(x.data(), N, C, H, W);

@@ -250,8 +250,8 @@ template <class T>
 Reference reference(const Shape& s, const std::vector<T>& x, const std::vector<T>& dy,
                     const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
                     const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps) {
-  const auto [N, C, H, W] = s;
-  const index_t M = N * H * W;
+  const index_t N = s[0], C = s[1], H = s[2], W = s[3];  // not a structured binding: the lambda
+  const index_t M = N * H * W;                           // below captures them (C++17)
   Reference r;
   r.y.resize(x.size());
   r.dx.resize(x.size());
