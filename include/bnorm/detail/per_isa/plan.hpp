@@ -17,8 +17,8 @@ struct Plan {
   /// statistics, from L3 at the latest. Measured on 7x7 to 28x28 planes with a 32 MiB L3,
   /// blocks of 64K values (so that they stay in L2) ran 1.3-1.6x slower than blocks of 1M: each
   /// block's walk jumps from image to image, and the jumps cost more than L3 reads.
-  static index_t block_values() {
-    return std::max<index_t>(static_cast<index_t>(cache_sizes().last_level / 32), 1);
+  static index_t block_values(const CacheSizes& caches) {
+    return std::max<index_t>(static_cast<index_t>(caches.last_level / 32), 1);
   }
 
   index_t images = 0, channels = 0;
@@ -39,6 +39,7 @@ struct Plan {
   template <class T>
   Plan(const NCHWView<T>& x, std::size_t element_size, index_t tensors = 2)
       : images(x.n()), channels(x.c()), threads(x.size() < kThreadedValues ? 1 : max_threads()) {
+    const CacheSizes caches = cache_sizes();  // locality only: blocks, stores, pipelining
     const index_t plane = std::max<index_t>(x.h() * x.w(), 1);
     images_per_chunk = std::clamp<index_t>(kChunkValues / plane, 1, std::max<index_t>(images, 1));
     chunks = (images + images_per_chunk - 1) / images_per_chunk;
@@ -46,7 +47,7 @@ struct Plan {
     // block's planes instead of one short plane per image. The blocks come in a multiple of the
     // thread count, so that the threads get equal shares. Only locality depends on this.
     if (chunks == 1 && channels > 0) {
-      const index_t per_block = block_values() / std::max<index_t>(images * plane, 1);
+      const index_t per_block = block_values(caches) / std::max<index_t>(images * plane, 1);
       index_t want =
           std::max<index_t>(1, (channels + per_block - 1) / std::max<index_t>(per_block, 1));
       want = (want + threads - 1) / threads * threads;
@@ -56,7 +57,6 @@ struct Plan {
     // Channels-last items hold all channels of whole images, about kChunkValues values.
     images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
                                           std::max<index_t>(images, 1));
-    const CacheSizes caches = cache_sizes();
     stream =
         static_cast<std::size_t>(x.size()) * element_size * static_cast<std::size_t>(tensors) >=
         caches.last_level;
