@@ -1,9 +1,10 @@
 // bnorm_bench_kernels: the halves of the fused passes, each timed in turn with the faster floor
 // of its pass (paired.hpp, pass_floor.hpp), to see where a pass's time over the floor goes: the
 // statistics and the normalisation of training forward, the sums and the input gradient of
-// backward. float32 NCHW, the shapes of bnorm_bench. Each benchmark carries floor_ms and per_floor
+// backward. float32, the shapes of bnorm_bench. Each benchmark carries floor_ms and per_floor
 // (its time over the floor's, the same iterations): the per_floor of a pass's two halves add up to
-// about the pass's /floor in bnorm_bench. Not part of scripts/bench: run it directly, e.g.
+// about the pass's /floor in bnorm_bench. Implementation "bnorm" for NCHW views, "bnorm_nhwc" for
+// channels-last ones. Not part of scripts/bench: run it directly, e.g.
 //   OMP_NUM_THREADS=2 build-bench/bench/bnorm_bench_kernels --benchmark_filter=7x7
 // The kernels are bnorm::detail internals; their names and signatures may change.
 
@@ -57,16 +58,16 @@ namespace detail = bnorm::detail::avx512;
 #endif
 
 // The half with the kernels of the instruction set in use (bnorm::isa()).
-void run_half(benchmark::State& state, const Shape& s, Half half) {
+void run_half(benchmark::State& state, const Shape& s, Half half, Layout layout) {
   switch (bnorm::detail::selected_isa()) {
 #if defined(BNORM_DETAIL_X86_DISPATCH)
     case bnorm::detail::Isa::avx512:
-      return on_avx512::run_half_with(state, s, half);
+      return on_avx512::run_half_with(state, s, half, layout);
     case bnorm::detail::Isa::avx2:
-      return on_avx2::run_half_with(state, s, half);
+      return on_avx2::run_half_with(state, s, half, layout);
 #endif
     default:
-      return on_sse2::run_half_with(state, s, half);
+      return on_sse2::run_half_with(state, s, half, layout);
   }
 }
 
@@ -75,9 +76,11 @@ void run_half(benchmark::State& state, const Shape& s, Half half) {
 int main(int argc, char** argv) {
   return run_benchmarks(argc, argv, [] {
     for (const Shape& s : resnet_shapes())
-      for (Half h : {Half::moments, Half::normalise, Half::grad_sums, Half::grad_input})
-        add_benchmark(
-            bench_name(half_name(h), "bnorm", s), s,
-            [s, h](benchmark::State& state) { run_half(state, s, h); }, Timing::manual);
+      for (Layout layout : {Layout::nchw, Layout::nhwc})
+        for (Half h : {Half::moments, Half::normalise, Half::grad_sums, Half::grad_input})
+          add_benchmark(
+              bench_name(half_name(h), impl_name("bnorm", layout), s), s,
+              [s, h, layout](benchmark::State& state) { run_half(state, s, h, layout); },
+              Timing::manual);
   });
 }

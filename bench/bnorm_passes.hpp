@@ -13,18 +13,18 @@ namespace bnorm_bench {
 
 // One call of bnorm's `pass` on the workspace's buffers: training forward x -> y, inference
 // forward x -> y with the running statistics, or backward x, dy -> dx with the statistics of a
-// training forward made here, outside any timing, as in training.
+// training forward made here, outside any timing, as in training; NCHW or channels-last views.
 class BnormPass {
  public:
   static constexpr double kEps = 1e-5;
 
-  BnormPass(Workspace& ws, Pass pass)
+  BnormPass(Workspace& ws, Pass pass, Layout layout = Layout::nchw)
       : ws_(ws),
         pass_(pass),
-        x_(input_view(ws.x.data(), ws.shape)),
-        dy_(input_view(ws.dy.data(), ws.shape)),
-        y_(output_view(ws.y.data(), ws.shape)),
-        dx_(output_view(ws.dx.data(), ws.shape)) {
+        x_(input_view(ws.x.data(), ws.shape, layout)),
+        dy_(input_view(ws.dy.data(), ws.shape, layout)),
+        y_(output_view(ws.y.data(), ws.shape, layout)),
+        dx_(output_view(ws.dx.data(), ws.shape, layout)) {
     if (pass == Pass::bwd)
       stats_ = bnorm::fused::forward_training<float>(x_, ws.weight, ws.bias, kEps, y_);
   }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One table from bnorm_bench's JSON output (--benchmark_out_format=json).
+"""Tables from bnorm_bench's JSON output (--benchmark_out_format=json), one per layout.
 
 Per shape and pass: bnorm's time, its ratio to the bandwidth floor, and bnorm's speedup over each
 peer (peer time / bnorm time; blank where the peer was not built, "error" where it failed).
@@ -9,8 +9,9 @@ floor_nt; the ratio to the floor is the median over the repetitions of bnorm's t
 floor's in the same repetition. Times are one statistic of the repetitions, the same for every
 benchmark: the minimum by default, or --stat median.
 
-Benchmark ids are "<pass>/<implementation>/<NxCxHxW>[/real_time|/manual_time...]". Standard
-library only.
+Benchmark ids are "<pass>/<implementation>/<NxCxHxW>[/real_time|/manual_time...]"; the
+implementations of the channels-last table end in "_nhwc". After the tables, the targets of
+issue 14, each met or missed. Standard library only.
 """
 
 import argparse
@@ -23,11 +24,47 @@ from collections import OrderedDict
 PASSES = [("fwd_train", "train fwd"),
           ("fwd_infer", "infer fwd"),
           ("bwd", "backward")]
-PEERS = [("onednn_best", "oneDNN best"),
-         ("onednn_nchw", "oneDNN NCHW"),
-         ("torch", "PyTorch")]
-# oneDNN's layouts of which the fastest on each row is its "best" (and the tag shown with it).
-ONEDNN_LAYOUTS = [("onednn_nChw16c", "16c"), ("onednn_nChw8c", "8c"), ("onednn_nhwc", "nhwc")]
+# Per layout: bnorm's implementation name, and the peers' columns (implementation, label). A
+# peer given as a list of (implementation, tag) is the fastest of them on the row, shown with
+# its tag: oneDNN's layouts, one of which is its fastest on a given machine.
+TABLES = [
+    ("NCHW", "bnorm",
+     [([("onednn_nChw16c", "16c"), ("onednn_nChw8c", "8c"), ("onednn_nhwc", "nhwc")],
+       "oneDNN best"),
+      ("onednn_nchw", "oneDNN NCHW"),
+      ("torch", "PyTorch"),
+      ("torch_warm", "PyTorch warm")]),
+    ("channels-last (NHWC memory)", "bnorm_nhwc",
+     [("onednn_nhwc", "oneDNN nhwc"),
+      ("torch_nhwc", "PyTorch"),
+      ("torch_warm_nhwc", "PyTorch warm")]),
+]
+# The targets of issue 14: (what, passes, the column, bound, which rows). A bound below 1 is an
+# upper bound on bnorm/floor; above, a lower bound on peer/bnorm.
+BIG_TENSOR = 64e6  # bytes of one tensor
+
+
+def is_resnet(shape):
+    return shape.startswith("32x")
+
+
+def tensor_bytes(shape):
+    return math.prod(int(d) for d in shape.split("x")) * 4
+
+
+TARGETS = [
+    ("tensors over 64 MB: /floor <= 1.25", ["fwd_train", "bwd"], "floor", 1.25,
+     lambda sh: tensor_bytes(sh) > BIG_TENSOR),
+    ("tensors over 64 MB: /floor <= 1.10", ["fwd_infer"], "floor", 1.10,
+     lambda sh: tensor_bytes(sh) > BIG_TENSOR),
+    ("every shape: /floor <= 2.0", ["fwd_train", "bwd"], "floor", 2.0, lambda sh: True),
+    ("every shape: /floor <= 1.3", ["fwd_infer"], "floor", 1.3, lambda sh: True),
+    ("ResNet-50: >= 1.3x oneDNN's fastest layout", ["fwd_train", "bwd"], 0, 1.3, is_resnet),
+    ("ResNet-50: >= 1.3x PyTorch as users call it", ["fwd_train", "fwd_infer", "bwd"], -2, 1.3,
+     is_resnet),
+    ("ResNet-50: >= 1.3x PyTorch warm", ["fwd_train", "bwd"], -1, 1.3, is_resnet),
+    ("ResNet-50: >= 1.0x PyTorch warm", ["fwd_infer"], -1, 1.0, is_resnet),
+]
 TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -93,6 +130,102 @@ def caches(ctx):
                    if c.get("type") == "Unified")
 
 
+def gmean(v):
+    return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
+
+
+def print_table(rows, summary):
+    width = [max(len(str(r[i])) for r in rows + summary) for i in range(len(rows[0]))]
+
+    def line(r):
+        return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(r, width))).rstrip()
+    rule = "  ".join("-" * w for w in width)
+    print(line(rows[0]))
+    print(rule)
+    for r in rows[1:]:
+        print(line(r))
+    if summary:
+        print(rule)
+        for r in summary:
+            print(line(r))
+
+
+def layout_table(title, bnorm, peers, data):
+    """Prints one layout's table; returns {(pass, shape): {"floor": x, column index: x}}."""
+    times, floors, traffic, failed, shapes = data
+    head = ["shape", "pass", "bnorm ms", "GB/s", "floor ms", "/floor"] + \
+           [f"vs {label}" for _, label in peers]
+    rows, values = [head], {}
+    for shape in shapes:
+        for pas, label in PASSES:
+            bn = times.get((pas, bnorm, shape))
+            if bn is None:
+                continue
+            fl, kind, ratio = floors.get((pas, bnorm, shape), (None, "", None))
+            nbytes = traffic.get((pas, bnorm, shape))
+            row = [shape, label, fmt_ms(bn),
+                   fmt_rate(nbytes / (bn * 1e-3) / 1e9) if nbytes else "",
+                   f"{fmt_ms(fl)} {kind}" if fl else "", fmt_x(ratio)]
+            v = values.setdefault((pas, shape), {})
+            if ratio:
+                v["floor"] = ratio
+            for i, (impl, _) in enumerate(peers):
+                tried = [(times[(pas, k, shape)], t) for k, t in
+                         (impl if isinstance(impl, list) else [(impl, "")])
+                         if (pas, k, shape) in times]
+                peer, tag = min(tried) if tried else (None, "")
+                names = [k for k, _ in impl] if isinstance(impl, list) else [impl]
+                row.append(f"{fmt_x(peer / bn)} {tag}".rstrip() if peer else
+                           "error" if any((pas, k, shape) in failed for k in names) else "")
+                if peer:
+                    v[i] = peer / bn
+            rows.append(row)
+    if len(rows) == 1:
+        return {}
+    # Geometric means over the shapes that have the value.
+    summary = []
+    for pas, label in PASSES:
+        cols = ["floor"] + list(range(len(peers)))
+        g = [gmean([v[c] for (p, _), v in values.items() if p == pas and c in v]) for c in cols]
+        if any(g):
+            summary.append(["geomean", label, "", "", "", fmt_x(g[0])] + [fmt_x(x) for x in g[1:]])
+    print(f"\n{title}")
+    print_table(rows, summary)
+    return values
+
+
+def check_targets(values, ncols):
+    """One line per target of issue 14: met, or the rows that miss it and the worst figure."""
+    for what, passes, col, bound, which in TARGETS:
+        c = col if col == "floor" else col % ncols
+        got = [(v[c], pas, shape) for (pas, shape), v in values.items()
+               if pas in passes and which(shape) and c in v]
+        if not got:
+            continue
+        upper = col == "floor"
+        miss = [g for g in got if (g[0] > bound if upper else g[0] < bound)]
+        names = "/".join(dict(PASSES)[p] for p in passes)
+        if not miss:
+            print(f"  met     {what} ({names}, {len(got)} rows)")
+        else:
+            worst = max(miss) if upper else min(miss)
+            print(f"  MISSED  {what} ({names}): {len(miss)} of {len(got)} rows, worst "
+                  f"{worst[0]:.2f}x ({worst[2]} {dict(PASSES)[worst[1]]})")
+
+
+def floor_rate(times, floors, traffic, shapes):
+    """"floor 24.1 GB/s forward, 26.0 GB/s backward on 32x64x112x112": the floors' bandwidth on
+    the largest tensor."""
+    big = max(shapes, key=tensor_bytes, default=None)
+    rates = []
+    for pas, label in [("fwd_train", "forward"), ("bwd", "backward")]:
+        key = (pas, "bnorm", big)
+        if key in floors and key in traffic:
+            rates.append(f"{fmt_rate(traffic[key] / (floors[key][0] * 1e-3) / 1e9)} GB/s {label}")
+    return f"floor {', '.join(rates)} on {big}" if rates else "floor ?"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", help="bnorm_bench --benchmark_out file")
@@ -113,71 +246,25 @@ def main():
           f"{ctx.get('floor_simd', '?')}, {ctx.get('build', '?')} | "
           f"{ctx.get('omp_threads', '?')} threads | {ctx.get('cpu_model', '?')} "
           f"({ctx.get('num_cpus', '?')} CPUs{caches(ctx)}; kernels plan for "
-          f"{ctx.get('bnorm_caches', '?')}) | {peers} | float32 NCHW | "
-          f"times: {args.stat} of {reps} repetition{'s' if reps != 1 else ''}, "
-          f"/floor: median of the paired ratios")
+          f"{ctx.get('bnorm_caches', '?')}) | {floor_rate(times, floors, traffic, shapes)} | "
+          f"{peers} | float32 | times: {args.stat} of {reps} repetition"
+          f"{'s' if reps != 1 else ''}, /floor: median of the paired ratios")
 
-    head = ["shape", "pass", "bnorm ms", "GB/s", "floor ms", "/floor"] + \
-           [f"vs {label}" for _, label in PEERS]
-    rows = []
-    ratios = {p: dict([("floor", [])] + [(k, []) for k, _ in PEERS]) for p, _ in PASSES}
-    for shape in shapes:
-        for pas, label in PASSES:
-            bn = times.get((pas, "bnorm", shape))
-            if bn is None:
-                continue
-            fl, kind, ratio = floors.get((pas, "bnorm", shape), (None, "", None))
-            nbytes = traffic.get((pas, "bnorm", shape))
-            row = [shape, label, fmt_ms(bn),
-                   fmt_rate(nbytes / (bn * 1e-3) / 1e9) if nbytes else "",
-                   f"{fmt_ms(fl)} {kind}" if fl else "",
-                   fmt_x(ratio)]
-            if ratio:
-                ratios[pas]["floor"].append(ratio)
-            for key, _ in PEERS:
-                peer, tag = times.get((pas, key, shape)), ""
-                if key == "onednn_best":
-                    tried = [(times[(pas, k, shape)], t) for k, t in ONEDNN_LAYOUTS
-                             if (pas, k, shape) in times]
-                    peer, tag = min(tried) if tried else (None, "")
-                    failed_here = any((pas, k, shape) in failed for k, _ in ONEDNN_LAYOUTS)
-                else:
-                    failed_here = (pas, key, shape) in failed
-                row.append(f"{fmt_x(peer / bn)} {tag}".rstrip() if peer else
-                           "error" if failed_here else "")
-                if peer:
-                    ratios[pas][key].append(peer / bn)
-            rows.append(row)
-
-    # Geometric means over the shapes that have the value.
-    def gmean(v):
-        return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
-    summary = []
-    for pas, label in PASSES:
-        r = ratios[pas]
-        if not r["floor"] and not any(r[k] for k, _ in PEERS):
-            continue
-        summary.append(["geomean", label, "", "", "", fmt_x(gmean(r["floor"]))] +
-                       [fmt_x(gmean(r[k])) for k, _ in PEERS])
-
-    width = [max(len(str(r[i])) for r in [head] + rows + summary) for i in range(len(head))]
-    left = {0, 1}
-
-    def line(r):
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(r, width))).rstrip()
-    print(line(head))
-    print("  ".join("-" * w for w in width))
-    for r in rows:
-        print(line(r))
-    if summary:
-        print("  ".join("-" * w for w in width))
-        for r in summary:
-            print(line(r))
-    print("/floor: bnorm time over the faster floor of the same traffic (reg/nt: regular or "
+    data = (times, floors, traffic, failed, shapes)
+    checks = []
+    for title, bnorm, peer_columns in TABLES:
+        values = layout_table(title, bnorm, peer_columns, data)
+        if values:
+            checks.append((title, values, len(peer_columns)))
+    print("\n/floor: bnorm time over the faster floor of the same traffic (reg/nt: regular or "
           "non-temporal stores), timed in turn with it (1.00x = at the floor); vs X: X time over "
           "bnorm time (>1 = bnorm faster); oneDNN best: its fastest of nChw16c, nChw8c and nhwc "
-          "on the row (which one after the ratio); GB/s of the minimal traffic.")
+          "on the row (which one after the ratio); PyTorch: as users call it, allocating its "
+          "outputs with glibc; PyTorch warm: each allocation reuses a freed block; GB/s of the "
+          "minimal traffic.")
+    for title, values, ncols in checks:
+        print(f"\ntargets, {title}:")
+        check_targets(values, ncols)
 
 
 if __name__ == "__main__":
