@@ -104,7 +104,7 @@ TYPED_TEST(Fused, ChannelsLastShiftedStatisticsFallBackToTwoPasses) {
   const Shape s{8, 20, 6, 6};
   expect_fallback_to_two_passes<T>(s, Layout::channels_last, [&](const auto& x, auto* out) {
     ASSERT_TRUE(bnorm::detail::baseline::by_pixels(x));
-    bnorm::detail::baseline::pixel_moments<T>(x, 0, s[0], out);
+    bnorm::detail::baseline::pixel_moments<T>(x, bnorm::detail::baseline::Plan(x, sizeof(T)), out);
   });
 }
 

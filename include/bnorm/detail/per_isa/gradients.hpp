@@ -57,11 +57,8 @@ void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
   std::vector<GradSums> acc(static_cast<std::size_t>(groups));
   for (index_t g = 0; g < groups; ++g) acc[g].mean = load_wide(mean + group_start(0, channels, g));
   reduce_pixels(0, channels, n0, n1, acc.data(), x, dy);
-  for (index_t c = 0; c < channels; ++c) {
-    const index_t g = group_of(0, channels, c), j = c - group_start(0, channels, g);
-    sum_dy[c] = lane(acc[g].dy, j);
-    sum_dy_xmu[c] = lane(acc[g].dy_xmu, j);
-  }
+  store_group_lanes(0, channels, sum_dy, [&](index_t g) { return acc[g].dy; });
+  store_group_lanes(0, channels, sum_dy_xmu, [&](index_t g) { return acc[g].dy_xmu; });
 }
 #endif
 

@@ -147,32 +147,64 @@ void shifted_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_t
   shifted_finish(x, c0, c1, n0, n1, acc, out);
 }
 
-/// Channels-last: the moments of every channel of x over images [n0, n1) into out[c], in one
-/// shifted pass vectorised along C (see shifted_moments; K of a channel is the mean of its
-/// first min(16, pixels) values in (n, h, w) order).
+/// Channels-last: per group of 16 channels, the shifts of a one-pass reduction over all of x,
+/// K of a channel the mean of its first min(16, pixels) values in (n, h, w) order.
 template <class T>
-void pixel_moments(const NCHWView<const T>& x, index_t n0, index_t n1, Moments* out) {
+std::vector<ShiftedSums> pixel_shifts(const NCHWView<const T>& x) {
   const index_t channels = x.c(), plane = x.h() * x.w();
-  const index_t pixels = (n1 - n0) * plane, sample = std::min<index_t>(kPackLanes, pixels);
-  std::vector<double> shift(static_cast<std::size_t>(channels), 0.0);
+  const index_t sample = std::min<index_t>(kPackLanes, x.n() * plane);
+  std::vector<ShiftedSums> acc(static_cast<std::size_t>(pixel_groups(0, channels)));
   for (index_t i = 0; i < sample; ++i) {
-    const index_t n = n0 + i / plane, h = i % plane / x.w(), w = i % x.w();
-    for (index_t c = 0; c < channels; ++c) shift[c] += static_cast<double>(x(n, c, h, w));
+    const T* px = &x(i / plane, 0, i % plane / x.w(), i % x.w());
+    // K += x(pixel i), in pixel order for each channel
+    for (std::size_t g = 0; g < acc.size(); ++g)
+      acc[g].shift = acc[g].shift + load_wide(px + group_start(0, channels, g));
   }
-  const index_t groups = pixel_groups(0, channels);
-  std::vector<ShiftedSums> acc(static_cast<std::size_t>(groups));
-  for (index_t g = 0; g < groups; ++g) {
-    double k[kPackLanes];
-    for (index_t j = 0; j < kPackLanes; ++j) k[j] = shift[group_start(0, channels, g) + j] / sample;
-    acc[g].shift = load_wide(k);
-  }
-  reduce_pixels(0, channels, n0, n1, acc.data(), x);
-  for (index_t c = 0; c < channels; ++c) {
-    const index_t g = group_of(0, channels, c), j = c - group_start(0, channels, g);
-    const ShiftedSums& a = acc[g];
-    finish_shifted(x, c, n0, n1, static_cast<double>(pixels), lane(a.shift, j), lane(a.s1, j),
-                   lane(a.s2, j), out + c);
-  }
+  const Wide inv_sample = broadcast(1.0 / static_cast<double>(sample));
+  for (ShiftedSums& a : acc) a.shift = a.shift * inv_sample;
+  return acc;
+}
+
+/// Channels-last: the moments of every channel of x in one shifted pass vectorised along C
+/// (see shifted_moments), the shifts of pixel_shifts. The plan's items (whole images) are
+/// reduced in parallel; each channel's sums S1, S2 over the items are added in item order, so
+/// the items need no merging of moments.
+template <class T>
+void pixel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
+  const index_t channels = x.c();
+  const auto width = static_cast<std::size_t>(channels);
+  const std::vector<ShiftedSums> start = pixel_shifts(x);
+  std::vector<double> parts(2 * width * static_cast<std::size_t>(p.items()));
+  parallel_for(
+      p.items(),
+      [&](index_t k) {
+        std::vector<ShiftedSums> acc = start;
+        reduce_pixels(0, channels, p.item_begin(k), p.item_end(k), acc.data(), x);
+        double* part = &parts[2 * width * static_cast<std::size_t>(k)];
+        store_group_lanes(0, channels, part, [&](index_t g) { return acc[g].s1; });
+        store_group_lanes(0, channels, part + channels, [&](index_t g) { return acc[g].s2; });
+      },
+      p.threads);
+  const double count = static_cast<double>(x.n() * x.h() * x.w());
+  // each channel's parts added in item order, the channels split over the threads: a fallback
+  // to two passes (finish_shifted) costs a sweep over x
+  parallel_for(
+      p.threads,
+      [&](index_t t) {
+        const index_t begin = channels * t / p.threads, end = channels * (t + 1) / p.threads;
+        std::vector<double> s1(static_cast<std::size_t>(end - begin)), s2(s1.size());
+        for (std::size_t k = 0; k < parts.size(); k += 2 * width)
+          for (index_t c = begin; c < end; ++c) {
+            s1[c - begin] += parts[k + static_cast<std::size_t>(c)];
+            s2[c - begin] += parts[k + width + static_cast<std::size_t>(c)];
+          }
+        for (index_t c = begin; c < end; ++c) {
+          const index_t g = group_of(0, channels, c), j = c - group_start(0, channels, g);
+          finish_shifted(x, c, 0, x.n(), count, lane(start[g].shift, j), s1[c - begin],
+                         s2[c - begin], out + c);
+        }
+      },
+      p.threads);
 }
 #endif
 
@@ -223,20 +255,8 @@ template <class T>
 void channel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
   if (p.chunks == 0) return;
 #if defined(BNORM_HAVE_PACKS)
-  if (by_pixels(x)) {  // channels-last: items of whole images, merged in image order
-    const auto channels = static_cast<std::size_t>(p.channels);
-    std::vector<Moments> parts(channels * static_cast<std::size_t>(p.items()));
-    parallel_for(
-        p.items(),
-        [&](index_t k) {
-          pixel_moments(x, p.item_begin(k), p.item_end(k),
-                        &parts[static_cast<std::size_t>(k) * channels]);
-        },
-        p.threads);
-    for (std::size_t c = 0; c < channels; ++c) {
-      out[c] = Moments{};
-      for (std::size_t k = 0; k < parts.size(); k += channels) out[c].merge(parts[k + c]);
-    }
+  if (by_pixels(x)) {
+    pixel_moments(x, p, out);
     return;
   }
 #endif

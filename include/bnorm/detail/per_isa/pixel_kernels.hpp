@@ -29,39 +29,95 @@ inline index_t group_of(index_t c0, index_t c1, index_t c) {
   return std::min((c - c0) / kPackLanes, pixel_groups(c0, c1) - 1);
 }
 
+/// The lanes of the groups of channels [c0, c1) (pixel_groups) to out[c - c0], lane j of group g
+/// for channel group_start(g) + j: lanes(g) of every group.
+template <class Lanes>
+void store_group_lanes(index_t c0, index_t c1, double* out, const Lanes& lanes) {
+  // an overlapping last group stores its first lanes again, with the same values
+  for (index_t g = 0; g < pixel_groups(c0, c1); ++g)
+    std::memcpy(out + (group_start(c0, c1, g) - c0), lanes(g).part, sizeof(Wide::part));
+}
+
 /// A view's pixels along one row of RowLayout (a whole H*W plane or one W-line), from a channel.
 template <class T>
 struct PixelRun {
   T* p;
   index_t s;  // elements from one pixel to the next
   T* at(index_t i) const { return p + i * s; }
+  /// The run from pixel i on.
+  PixelRun from(index_t i) const { return {at(i), s}; }
 };
 template <class V>
 PixelRun<typename V::element_type> pixel_run(const V& v, index_t n, index_t c, index_t r) {
   return {v.data() + n * v.stride(0) + c * v.stride(1) + r * v.stride(2), v.stride(3)};
 }
 
+/// Bytes of x (and dy) in a tile of reduce_pixels: the tile is walked once per channel group,
+/// so it should stay in L1, which is at least 32 KiB on x86-64 cores of the last decade.
+inline constexpr index_t kPixelTileBytes = 32768;
+
+/// The lines of a run of pixels of K views in memory order, a line of each view per step: the
+/// packs of `groups` groups of one pixel, then the next pixel's.
+template <class T, std::size_t K>
+class PixelLines {
+ public:
+  PixelLines(std::array<PixelRun<T>, K> runs, index_t pixels, index_t groups)
+      : runs_(runs), left_(pixels * groups), groups_(groups) {}
+
+  /// Prefetches the next line of each view into L1, if any is left.
+  BNORM_PREFETCHING void prefetch_next() {
+    if (left_ == 0) return;
+    --left_;
+    for (const PixelRun<T>& run : runs_) __builtin_prefetch(run.at(pixel_) + offset_, 0, 3);
+    offset_ += kPackLanes;
+    if (offset_ == groups_ * kPackLanes) {
+      offset_ = 0;
+      ++pixel_;
+    }
+  }
+
+ private:
+  std::array<PixelRun<T>, K> runs_;
+  index_t left_, groups_, pixel_ = 0, offset_ = 0;
+};
+
 /// For channels [c0, c1) and images [n0, n1): acc[g].add(p...) for every pixel in (n, h, w)
 /// order and every channel group g, p pointing at the group's first channel in each view.
 /// Pixels go in tiles, group by group within a tile, so that a group's accumulator stays in
 /// registers for a tile. Each lane sums its channel's values in pixel order: the order of every
 /// addition depends on the shape alone.
+///
+/// A tile's walk reads one line of each pixel in turn, a stride the hardware prefetchers do not
+/// follow. So the walk prefetches the next tile of its row into L1 in memory order, a line per
+/// pack it reads. Measured on 2 threads (AVX-512, Zen 4), the statistics of channels-last
+/// 32x256x56x56 went from 10.5 to 28.9 GB/s (NCHW planes: 32.8 GB/s) and 32x512x28x28 from
+/// 10.1 to 29.2 GB/s.
 template <class Acc, class V0, class... V>
 void reduce_pixels(index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc, const V0& v0,
                    const V&... v) {
-  constexpr index_t kTile = 32;
+  using T = typename V0::element_type;
   const RowLayout rows(v0, v...);
   const index_t groups = pixel_groups(c0, c1);
+  const auto pack_bytes = static_cast<index_t>(kPackLanes * sizeof(T));
+  const index_t tile =
+      std::max<index_t>(1, kPixelTileBytes / (groups * pack_bytes * (1 + sizeof...(V))));
   for (index_t n = n0; n < n1; ++n)
     for (index_t r = 0; r < rows.rows; ++r)
-      for (index_t i0 = 0; i0 < rows.len; i0 += kTile) {
-        const index_t m = std::min(kTile, rows.len - i0);
+      for (index_t i0 = 0; i0 < rows.len; i0 += tile) {
+        const index_t m = std::min(tile, rows.len - i0);
+        const index_t next = i0 + m, next_m = std::min(tile, rows.len - next);
+        PixelLines<T, 1 + sizeof...(V)> ahead(
+            {pixel_run(v0, n, c0, r).from(next), pixel_run(v, n, c0, r).from(next)...}, next_m,
+            groups);
         for (index_t g = 0; g < groups; ++g) {
           const index_t cg = group_start(c0, c1, g);
           const auto run0 = pixel_run(v0, n, cg, r);
           Acc a = acc[g];
           [&](const auto&... runs) {
-            for (index_t i = i0; i < i0 + m; ++i) a.add(run0.at(i), runs.at(i)...);
+            for (index_t i = i0; i < i0 + m; ++i) {
+              ahead.prefetch_next();
+              a.add(run0.at(i), runs.at(i)...);
+            }
           }(pixel_run(v, n, cg, r)...);
           acc[g] = a;
         }
