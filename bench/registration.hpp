@@ -62,11 +62,14 @@ int run_benchmarks(int argc, char** argv, F&& add_all) {
 #endif
   benchmark::AddCustomContext("cpu_model", cpu_model());
   benchmark::AddCustomContext("bnorm_isa", std::string(bnorm::isa()));
-  // The cache sizes the kernels plan with (read at run time, detail/cache_sizes.hpp).
+  // The cache sizes the kernels plan with (read at run time, detail/cache_sizes.hpp), and
+  // whether the last level serves as a cache for outputs (probed, last_level_probe.hpp).
   const bnorm::detail::CacheSizes caches = bnorm::detail::cache_sizes();
-  benchmark::AddCustomContext("bnorm_caches", "L2 " + std::to_string(caches.l2 >> 10) +
-                                                  " KiB, last level " +
-                                                  std::to_string(caches.last_level >> 10) + " KiB");
+  benchmark::AddCustomContext(
+      "bnorm_caches",
+      "L2 " + std::to_string(caches.l2 >> 10) + " KiB, last level " +
+          std::to_string(caches.last_level >> 10) + " KiB (" +
+          (bnorm::detail::last_level_fast(caches) ? "a cache" : "no faster than memory") + ")");
 #if defined(BNORM_BENCH_NATIVE)
   benchmark::AddCustomContext("build", "-march=native");
 #else

@@ -1,6 +1,7 @@
-// The kernels' plans take the cache sizes read at run time (detail/cache_sizes.hpp) for what is
-// locality only. Here: the sizes are this CPU's (against CPUID's cache leaves), other machines'
-// sizes change the plans, and every pass gives the same bits under each.
+// The kernels' plans take the cache sizes read at run time (detail/cache_sizes.hpp), and whether
+// the last level serves as a cache (probed, detail/last_level_probe.hpp), for what is locality
+// only. Here: the sizes are this CPU's (against CPUID's cache leaves), other machines' sizes and
+// last levels change the plans, and every pass gives the same bits under each.
 #define BNORM_DETAIL_COMPILE_KERNELS 1  // the plans are the kernels' own (detail::baseline::Plan)
 #include "test_support.hpp"
 
@@ -12,6 +13,7 @@ namespace bnorm_test {
 namespace {
 
 using bnorm::detail::CacheSizes;
+using bnorm::detail::LastLevel;
 
 /// The bytes of the data or unified cache of `level` by CPUID's deterministic cache leaves
 /// (AMD 0x8000001D, Intel 4): ways x partitions x line x sets; 0 if the CPU does not say.
@@ -44,35 +46,75 @@ TEST(CacheSizes, AreThisCpusByCpuid) {
   std::printf("L2 %zu KiB per core, last level %zu KiB\n", read.l2 >> 10, read.last_level >> 10);
 }
 
-// Sizes of other machines: a small one (everything streams, long channels pipelined, small
-// blocks), this one's, and a huge one (nothing streams).
+const CacheSizes kHere = bnorm::detail::read_cache_sizes();
+
+// Caches of other machines: a small one (everything streams, long channels pipelined, small
+// blocks), this one's as probed, this one's with a last level taken as no faster than memory
+// and as a cache, and a huge one (nothing streams). The first is the one the others are
+// compared with.
 const CacheSizes kMachines[] = {
-    {std::size_t{16} << 10, std::size_t{64} << 10},
-    bnorm::detail::read_cache_sizes(),
-    {std::size_t{1} << 30, std::size_t{1} << 31},
+    {kHere.l2, kHere.last_level, LastLevel::unknown},
+    {std::size_t{16} << 10, std::size_t{64} << 10, LastLevel::fast},
+    {kHere.l2, kHere.last_level, LastLevel::slow},
+    {kHere.l2, kHere.last_level, LastLevel::fast},
+    {std::size_t{1} << 30, std::size_t{1} << 31, LastLevel::fast},
 };
 
 // Shapes whose plans differ between those machines: long channels over two chunks, and short
-// channels in blocks.
-const Shape kShapes[] = {{32, 8, 56, 56}, {8, 64, 7, 7}, {4, 3, 30, 30}};
+// channels in blocks (past this machine's L2s in backward).
+const Shape kShapes[] = {{32, 8, 56, 56}, {8, 64, 7, 7}, {4, 3, 30, 30}, {32, 64, 14, 14}};
 
 TEST(CacheSizes, ChangeThePlans) {
   for (const Shape& s : kShapes) {
     std::vector<float> x(static_cast<std::size_t>(count(s)));
     const bnorm::NCHWView<const float> v(x.data(), s[0], s[1], s[2], s[3]);
     std::vector<bnorm::detail::baseline::Plan> plans;
-    for (const CacheSizes& m : kMachines) {
+    for (const CacheSizes& m : {kMachines[1], kMachines[4]}) {
       const CacheSizesScope scope(m);
       plans.emplace_back(v, sizeof(float));
     }
     EXPECT_TRUE(plans.front().stream && !plans.back().stream) << to_string(s);
-    if (s[0] == 32) {
+    if (s[0] == 32 && s[2] == 56) {
       EXPECT_TRUE(plans.front().pipelined && !plans.back().pipelined) << to_string(s);
     }
     if (s[0] == 8) {
       EXPECT_LT(plans.front().block, plans.back().block) << to_string(s);
     }
   }
+}
+
+// A last level no faster than memory: streaming from the threads' L2s on, and blocks of half an
+// L2, where a last level that serves as a cache keeps regular stores and blocks of an eighth of
+// it. 12.8 MB of traffic overflow 256 KiB L2s on up to 48 threads.
+TEST(CacheSizes, ALastLevelNoFasterThanMemoryChangesThePlans) {
+  const Shape s{32, 256, 14, 14};
+  std::vector<float> x(static_cast<std::size_t>(count(s)));
+  const bnorm::NCHWView<const float> v(x.data(), s[0], s[1], s[2], s[3]);
+  const auto plan = [&](LastLevel speed) {
+    const CacheSizesScope scope({std::size_t{256} << 10, std::size_t{64} << 20, speed});
+    return bnorm::detail::baseline::Plan(v, sizeof(float));
+  };
+  const auto slow = plan(LastLevel::slow), fast = plan(LastLevel::fast);
+  EXPECT_TRUE(slow.stream);
+  EXPECT_FALSE(fast.stream);
+  EXPECT_LT(slow.block, fast.block);
+}
+
+// The probe's sweep computes its map with either kind of store, the probe times nothing where
+// the last level is not larger than twice the L2s, and it answers for this machine.
+TEST(CacheSizes, TheLastLevelProbe) {
+  constexpr std::size_t n = 1024;
+  alignas(64) float x[n], y[n];
+  for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>(i) - 100.0f;
+  for (const bool stream : {false, true}) {
+    std::fill(y, y + n, -1.0f);
+    bnorm::detail::probe_sweep(x, y, 64, n, stream);
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_EQ(y[i], i < 64 ? -1.0f : x[i] * 0.5f + 0.25f) << i << (stream ? " streamed" : "");
+  }
+  EXPECT_TRUE(bnorm::detail::probe_last_level_fast(std::size_t{1} << 20, std::size_t{4} << 20, 2));
+  std::printf("this machine's last level: %s\n",
+              bnorm::detail::last_level_fast(kMachines[0]) ? "a cache" : "no faster than memory");
 }
 
 template <class T>
@@ -108,13 +150,14 @@ TYPED_TEST(PlanCaches, SameBitsForAnyCacheSizes) {
   using T = TypeParam;
   for (const Shape& s : kShapes)
     for (const Layout layout : {Layout::nchw, Layout::channels_last}) {
-      const auto here = outputs_under<T>(kMachines[1], s, layout);
-      for (const CacheSizes& m : {kMachines[0], kMachines[2]}) {
+      const auto here = outputs_under<T>(kMachines[0], s, layout);
+      for (std::size_t k = 1; k < std::size(kMachines); ++k) {
+        const CacheSizes& m = kMachines[k];
         const auto there = outputs_under<T>(m, s, layout);
         for (std::size_t i = 0; i < here.size(); ++i)
           EXPECT_TRUE(same_bits(here[i], there[i]))
               << to_string(s) << " " << name(layout) << " output " << i << " under L2 " << m.l2
-              << ", last level " << m.last_level;
+              << ", last level " << m.last_level << " (" << static_cast<int>(m.speed) << ")";
       }
     }
 }

@@ -1,7 +1,8 @@
 /// @file detail/cache_sizes.hpp
-/// @brief This CPU's L2 (per core) and last-level cache sizes, read at first use. The kernels'
-/// plans take from them what is locality only (blocks of short channels, the kind of store,
-/// pipelined sweeps), never a bit of a result: the same bits for any cache sizes.
+/// @brief This CPU's L2 (per core) and last-level cache sizes, read at first use, and whether
+/// the last level serves as a cache for outputs (probed once, last_level_probe.hpp). The
+/// kernels' plans take from them what is locality only (blocks of short channels, the kind of
+/// store, pipelined sweeps), never a bit of a result: the same bits for any cache sizes.
 #pragma once
 
 #include <atomic>
@@ -10,17 +11,30 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "last_level_probe.hpp"
+
 namespace bnorm::detail {
+
+/// How the last level holds data that has left the cores' L2s: `fast`, as a cache (regular
+/// stores and re-reads beat memory), `slow`, no better than memory, or `unknown`: probed the
+/// first time a plan needs to know (last_level_fast).
+enum class LastLevel : int { unknown = 0, fast = 1, slow = 2 };
 
 /// Bytes of a core's L2 and of the last-level cache (L3, or L2 where there is none).
 struct CacheSizes {
   std::size_t l2;
   std::size_t last_level;
+  LastLevel speed = LastLevel::unknown;
 };
 
 /// What the plans assume where the system does not say: the machine they were first measured
-/// on (1 MiB of L2 per core, 32 MiB of L3).
-inline constexpr CacheSizes kAssumedCacheSizes{std::size_t{1} << 20, std::size_t{32} << 20};
+/// on (1 MiB of L2 per core, 32 MiB of L3 that serves as a cache).
+inline constexpr CacheSizes kAssumedCacheSizes{std::size_t{1} << 20, std::size_t{32} << 20,
+                                               LastLevel::fast};
 
 #if defined(__linux__)
 /// The bytes of cpu0's data or unified cache of `level` as Linux reports them
@@ -54,6 +68,7 @@ inline std::size_t linux_cache_bytes(int level) {
 /// not glibc's sysconf: under KVM on an AMD EPYC, sysconf gave a 320 MiB L3 for a 32 MiB one.
 inline CacheSizes read_cache_sizes() {
   CacheSizes sizes = kAssumedCacheSizes;
+  sizes.speed = LastLevel::unknown;
 #if defined(__linux__)
   const std::size_t l2 = linux_cache_bytes(2), l3 = linux_cache_bytes(3);
   if (l2 > 0) sizes.l2 = l2;
@@ -69,18 +84,20 @@ inline CacheSizes read_cache_sizes() {
 /// first use.
 struct CacheSizeSlots {
   std::atomic<std::size_t> l2, last_level;
+  std::atomic<int> speed;
 };
 inline CacheSizeSlots& cache_size_slots() {
   static CacheSizeSlots slots = [] {
     const CacheSizes read = read_cache_sizes();
-    return CacheSizeSlots{{read.l2}, {read.last_level}};
+    return CacheSizeSlots{{read.l2}, {read.last_level}, {static_cast<int>(read.speed)}};
   }();
   return slots;
 }
 
 inline CacheSizes cache_sizes() {
   const CacheSizeSlots& s = cache_size_slots();
-  return {s.l2.load(std::memory_order_relaxed), s.last_level.load(std::memory_order_relaxed)};
+  return {s.l2.load(std::memory_order_relaxed), s.last_level.load(std::memory_order_relaxed),
+          static_cast<LastLevel>(s.speed.load(std::memory_order_relaxed))};
 }
 
 /// Replaces the sizes the plans use (the tests: other machines' plans on this one). Not while
@@ -88,6 +105,23 @@ inline CacheSizes cache_sizes() {
 inline void set_cache_sizes(CacheSizes sizes) {
   cache_size_slots().l2.store(sizes.l2, std::memory_order_relaxed);
   cache_size_slots().last_level.store(sizes.last_level, std::memory_order_relaxed);
+  cache_size_slots().speed.store(static_cast<int>(sizes.speed), std::memory_order_relaxed);
+}
+
+/// Whether the last level of `sizes` serves as a cache: their own answer, or, when unknown, this
+/// machine's, probed once per program with its own sizes on the threads OpenMP would use.
+inline bool last_level_fast(const CacheSizes& sizes) {
+  if (sizes.speed != LastLevel::unknown) return sizes.speed == LastLevel::fast;
+  static const bool measured = [] {
+    const CacheSizes here = read_cache_sizes();
+#if defined(_OPENMP)
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    const int threads = 1;
+#endif
+    return probe_last_level_fast(here.l2, here.last_level, threads);
+  }();
+  return measured;
 }
 
 }  // namespace bnorm::detail

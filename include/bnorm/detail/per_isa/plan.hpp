@@ -12,13 +12,19 @@ struct Plan {
   /// Values per chunk: a chunk's x (and dy) stays in L2 between the passes of the two-pass
   /// statistics (the fallback of the shifted one-pass statistics and of other layouts).
   static constexpr index_t kChunkValues = 65536;
-  /// Values per block of short channels: an eighth of the last-level cache in float (1M values
-  /// of a 32 MiB L3): a block's x is read again by its normalisation right after its
-  /// statistics, from L3 at the latest. Measured on 7x7 to 28x28 planes with a 32 MiB L3,
-  /// blocks of 64K values (so that they stay in L2) ran 1.3-1.6x slower than blocks of 1M: each
-  /// block's walk jumps from image to image, and the jumps cost more than L3 reads.
-  static index_t block_values(const CacheSizes& caches) {
-    return std::max<index_t>(static_cast<index_t>(caches.last_level / 32), 1);
+  /// Values per block of short channels: a block's x (and dy) is read again by its map right
+  /// after its reduction. Where the last level serves as a cache, an eighth of it in float (1M
+  /// values of a 32 MiB L3), the second read from L3 at the latest: measured on 7x7 to 28x28
+  /// planes with a 32 MiB L3, blocks of 64K values (so that they stay in L2) ran 1.3-1.6x
+  /// slower than blocks of 1M, as each block's walk jumps from image to image and the jumps cost
+  /// more than L3 reads. Where it does not, half an L2 of the reduction's inputs
+  /// (`input_bytes` per value): on an Intel Xeon with 2 MiB L2s whose L3 read at about memory's
+  /// speed, training forward went from 1.69x to 1.54x the floor (geomean of 10 NCHW shapes) and
+  /// backward from 1.82x to 1.59x with blocks of 256K and 128K values against 15M.
+  static index_t block_values(const CacheSizes& caches, bool last_level_fast,
+                              std::size_t input_bytes) {
+    if (last_level_fast) return std::max<index_t>(static_cast<index_t>(caches.last_level / 32), 1);
+    return std::max<index_t>(static_cast<index_t>(caches.l2 / 2 / input_bytes), 1);
   }
 
   index_t images = 0, channels = 0;
@@ -40,6 +46,12 @@ struct Plan {
   Plan(const NCHWView<T>& x, std::size_t element_size, index_t tensors = 2)
       : images(x.n()), channels(x.c()), threads(x.size() < kThreadedValues ? 1 : max_threads()) {
     const CacheSizes caches = cache_sizes();  // locality only: blocks, stores, pipelining
+    const std::size_t traffic =
+        static_cast<std::size_t>(x.size()) * element_size * static_cast<std::size_t>(tensors);
+    // The L2s of the threads: what fits needs no more of the cache hierarchy; past them the
+    // plan needs to know whether the last level serves as a cache (probed once).
+    const std::size_t l2s = caches.l2 * static_cast<std::size_t>(threads);
+    const bool last_fast = traffic <= l2s || last_level_fast(caches);
     const index_t plane = std::max<index_t>(x.h() * x.w(), 1);
     images_per_chunk = std::clamp<index_t>(kChunkValues / plane, 1, std::max<index_t>(images, 1));
     chunks = (images + images_per_chunk - 1) / images_per_chunk;
@@ -47,7 +59,9 @@ struct Plan {
     // block's planes instead of one short plane per image. The blocks come in a multiple of the
     // thread count, so that the threads get equal shares. Only locality depends on this.
     if (chunks == 1 && channels > 0) {
-      const index_t per_block = block_values(caches) / std::max<index_t>(images * plane, 1);
+      const index_t per_block =
+          block_values(caches, last_fast, element_size * static_cast<std::size_t>(tensors - 1)) /
+          std::max<index_t>(images * plane, 1);
       index_t want =
           std::max<index_t>(1, (channels + per_block - 1) / std::max<index_t>(per_block, 1));
       want = (want + threads - 1) / threads * threads;
@@ -57,9 +71,10 @@ struct Plan {
     // Channels-last items hold all channels of whole images, about kChunkValues values.
     images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
                                           std::max<index_t>(images, 1));
-    stream =
-        static_cast<std::size_t>(x.size()) * element_size * static_cast<std::size_t>(tensors) >=
-        caches.last_level;
+    // Non-temporal stores once the traffic overflows the caches that hold outputs: the last
+    // level, or the L2s where it serves no better than memory (there, regular stores took
+    // 1.5-1.9x the time of non-temporal ones from 4 MB of traffic up).
+    stream = traffic >= (last_fast ? caches.last_level : l2s);
     // Pipelined sweeps pay only for long channels (one channel a block, over several chunks),
     // which the map would read from L3 anyway. Paired with the floor, 2 threads, medians of 5
     // alternating rounds, unpipelined -> pipelined: 32x64x112x112 (1.6 MB channels) training
