@@ -35,7 +35,8 @@ struct Plan {
   bool stream = false;                       // non-temporal output stores
   bool pipelined = false;                    // long channels: see sweep_blocks
 
-  /// Channels of more bytes (of x) than a core's L2 are swept pipelined when the tensor streams.
+  /// Channels over several chunks are swept pipelined when the tensor streams and they hold
+  /// more bytes (of x) than a core's L2, or the last level is no faster than memory.
 
   /// Tensors of fewer values run on one thread: starting a parallel region costs more than the
   /// work (2x2x2x2 training forward: 4.9 us against a 0.6 us floor).
@@ -80,9 +81,13 @@ struct Plan {
     // alternating rounds, unpipelined -> pipelined: 32x64x112x112 (1.6 MB channels) training
     // forward 1.43x -> 1.34x, backward 1.62x -> 1.47x; 32x512x28x28 (blocks of 37 channels,
     // 3.7 MB) training forward 1.67x -> 1.65x, backward 1.69x -> 1.83x; 32x256x56x56 (400 KB
-    // channels, 4 rounds) training forward 1.50x -> 1.59x.
-    pipelined =
-        stream && chunks > 1 && static_cast<std::size_t>(images * plane) * element_size > caches.l2;
+    // channels, 4 rounds) training forward 1.50x -> 1.59x (AMD EPYC, 32 MiB L3). Where the last
+    // level is no faster than memory, a core's reads from memory are what the pass waits for
+    // on any long channel (Intel Xeon, 2 MiB L2s, 2 rounds of 5): 32x256x56x56 training forward
+    // 1.34x/1.38x -> 1.25x/1.18x, 32x64x56x56 1.28x/1.20x -> 1.12x/1.12x, backward
+    // 32x64x112x112 1.96x/1.93x -> 1.84x/1.79x, the others even.
+    pipelined = stream && chunks > 1 &&
+                (!last_fast || static_cast<std::size_t>(images * plane) * element_size > caches.l2);
   }
 
   index_t block_begin(index_t b) const { return b * block; }
