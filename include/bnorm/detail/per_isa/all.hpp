@@ -17,6 +17,7 @@
 #include "pack.hpp"
 #include "plane_kernels.hpp"
 #include "pixel_kernels.hpp"
+#include "interleaved.hpp"
 #include "plan.hpp"
 #include "moments.hpp"
 #include "normalise.hpp"

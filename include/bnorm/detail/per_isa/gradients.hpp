@@ -49,10 +49,35 @@ inline void grad_sums_finish(const std::vector<GradSums>& acc, double* sum_dy, d
 }
 
 /// Channels-last: sum dy and sum dy * (x - mean) of every channel over images [n0, n1) into
-/// sum_dy[c] and sum_dy_xmu[c], vectorised along C.
+/// sum_dy[c] and sum_dy_xmu[c], vectorised along C (or, for fewer than 16 channels, along the
+/// pseudo-channels of interleaved.hpp).
 template <class T>
 void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t n0,
                      index_t n1, const double* mean, double* sum_dy, double* sum_dy_xmu) {
+  if (interleaved(x, dy)) {  // fewer than 16 channels: over pseudo-channels (interleaved.hpp)
+    const Interleave il(x);
+    const std::vector<double> lanes = il.spread<double>(mean);
+    std::vector<GradSums> acc(static_cast<std::size_t>(il.period / kPackLanes));
+    for (std::size_t g = 0; g < acc.size(); ++g)
+      acc[g].mean = load_wide(lanes.data() + g * kPackLanes);
+    reduce_pixels(0, il.period, n0, n1, acc.data(), il.pseudo(x), il.pseudo(dy));
+    std::fill(sum_dy, sum_dy + x.c(), 0.0);
+    std::fill(sum_dy_xmu, sum_dy_xmu + x.c(), 0.0);
+    fold_lanes(
+        il, acc, [](const GradSums& a) { return a.dy; }, sum_dy);
+    fold_lanes(
+        il, acc, [](const GradSums& a) { return a.dy_xmu; }, sum_dy_xmu);
+    for_each_tail_value(
+        il, n0, n1,
+        [&](index_t c, const T* xv, const T* g) {
+          // sum_dy += g; sum_dy_xmu += g * (x - mean)
+          const double gd = static_cast<double>(*g);
+          sum_dy[c] += gd;
+          sum_dy_xmu[c] += gd * (static_cast<double>(*xv) - mean[c]);
+        },
+        x, dy);
+    return;
+  }
   const index_t channels = x.c(), groups = pixel_groups(0, channels);
   std::vector<GradSums> acc(static_cast<std::size_t>(groups));
   for (index_t g = 0; g < groups; ++g) acc[g].mean = load_wide(mean + group_start(0, channels, g));

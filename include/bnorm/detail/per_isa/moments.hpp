@@ -165,12 +165,70 @@ std::vector<ShiftedSums> pixel_shifts(const NCHWView<const T>& x) {
   return acc;
 }
 
+/// Interleaved channels-last (fewer than 16 channels, interleaved.hpp): the moments of every
+/// channel in one shifted pass over the pseudo-channels and each image's last values, K of a
+/// channel the mean of its first min(16, pixels) values in (n, h, w) order. The plan's items
+/// (whole images) are reduced in parallel and their sums added in item order.
+template <class T>
+void interleaved_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
+  const Interleave il(x);
+  const index_t channels = x.c(), plane = x.h() * x.w();
+  const auto width = static_cast<std::size_t>(channels);
+  const index_t sample = std::min<index_t>(kPackLanes, x.n() * plane);
+  std::vector<double> shift(width);
+  for (index_t i = 0; i < sample; ++i)
+    for (index_t c = 0; c < channels; ++c)  // K += x(pixel i), in pixel order
+      shift[c] += static_cast<double>(x.data()[i / plane * x.stride(0) + i % plane * channels + c]);
+  for (double& k : shift) k /= static_cast<double>(sample);
+  const std::vector<double> lanes = il.spread<double>(shift.data());
+  std::vector<ShiftedSums> start(static_cast<std::size_t>(il.period / kPackLanes));
+  for (std::size_t g = 0; g < start.size(); ++g)
+    start[g].shift = load_wide(lanes.data() + g * kPackLanes);
+  const NCHWView<const T> pseudo = il.pseudo(x);
+  std::vector<double> parts(2 * width * static_cast<std::size_t>(p.items()));
+  parallel_for(
+      p.items(),
+      [&](index_t k) {
+        std::vector<ShiftedSums> acc = start;
+        reduce_pixels(0, il.period, p.item_begin(k), p.item_end(k), acc.data(), pseudo);
+        double* s1 = &parts[2 * width * static_cast<std::size_t>(k)];
+        double* s2 = s1 + width;
+        fold_lanes(
+            il, acc, [](const ShiftedSums& a) { return a.s1; }, s1);
+        fold_lanes(
+            il, acc, [](const ShiftedSums& a) { return a.s2; }, s2);
+        for_each_tail_value(
+            il, p.item_begin(k), p.item_end(k),
+            [&](index_t c, const T* v) {
+              // d = x - K; s1 += d; s2 += d * d
+              const double d = static_cast<double>(*v) - shift[c];
+              s1[c] += d;
+              s2[c] += d * d;
+            },
+            x);
+      },
+      p.threads);
+  const double count = static_cast<double>(x.n() * plane);
+  for (index_t c = 0; c < channels; ++c) {
+    double s1 = 0, s2 = 0;
+    for (std::size_t k = 0; k < parts.size(); k += 2 * width) {
+      s1 += parts[k + static_cast<std::size_t>(c)];
+      s2 += parts[k + width + static_cast<std::size_t>(c)];
+    }
+    finish_shifted(x, c, 0, x.n(), count, shift[c], s1, s2, out + c);
+  }
+}
+
 /// Channels-last: the moments of every channel of x in one shifted pass vectorised along C
 /// (see shifted_moments), the shifts of pixel_shifts. The plan's items (whole images) are
 /// reduced in parallel; each channel's sums S1, S2 over the items are added in item order, so
 /// the items need no merging of moments.
 template <class T>
 void pixel_moments(const NCHWView<const T>& x, const Plan& p, Moments* out) {
+  if (interleaved(x)) {
+    interleaved_moments(x, p, out);
+    return;
+  }
   const index_t channels = x.c();
   const auto width = static_cast<std::size_t>(channels);
   const std::vector<ShiftedSums> start = pixel_shifts(x);
@@ -222,12 +280,12 @@ bool by_planes(const NCHWView<T>& x, const V&... v) {
 }
 
 /// True when reductions over x (and the other views) go through the channels-last kernels:
-/// their channels are contiguous and x's planes do not go through the NCHW ones (as when
-/// H = W = 1).
+/// their channels are contiguous (or, fewer than 16, interleaved) and x's planes do not go
+/// through the NCHW ones (as when H = W = 1).
 template <class T, class... V>
 bool by_pixels(const NCHWView<T>& x, const V&... v) {
 #if defined(BNORM_HAVE_PACKS)
-  return pixels_contiguous(x, v...) && !by_planes(x);
+  return (pixels_contiguous(x, v...) || interleaved(x, v...)) && !by_planes(x);
 #else
   (void)x;
   ((void)v, ...);

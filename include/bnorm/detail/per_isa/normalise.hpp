@@ -32,10 +32,40 @@ auto plane_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
   };
 }
 
+/// out = f(in..., k...) over images [n0, n1) of interleaved views, with the constants k[j][c]
+/// of each channel: the whole periods as packs of pseudo-channels (map_pixels), then the last
+/// values one by one. With `stream` and line-aligned periods, the packs go out non-temporally.
+/// An output may be one of the inputs.
+template <class T, std::size_t K, class F, class... V>
+void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out,
+                     const ChannelConstants<T, K>& k, const F& f, const V&... in) {
+  const Interleave il(out);
+  ChannelConstants<T, K> lanes;
+  for (std::size_t j = 0; j < K; ++j) lanes[j] = il.spread<T>(k[j].data());
+  map_pixels(
+      0, il.period, n0, n1, stream, il.pseudo(out),
+      [&](index_t cg) {
+        std::array<Pack<T>, K> kc;
+        for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(lanes[j].data() + cg);
+        return with_constants(f, kc);
+      },
+      il.pseudo(in)...);
+  // the last values of each image: o = f(src..., k of channel c)
+  for_each_tail_value(
+      il, n0, n1,
+      [&](index_t c, T* o, const auto*... src) {
+        std::array<T, K> kc;
+        for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c)];
+        *o = with_constants(f, kc)(*src...);
+      },
+      out, in...);
+}
+
 /// out = f(in..., k...) on channels [c0, c1), images [n0, n1), on a pack path: over NCHW planes
 /// with the constants k of each channel as scalars, or over channels-last pixels with them as
-/// packs of 16 channels. f is one formula for scalars and packs. False when neither path
-/// applies (the caller runs its row loops).
+/// packs of 16 channels, or over all channels of interleaved views (fewer than 16 channels,
+/// map_interleaved). f is one formula for scalars and packs. False when no path applies (the
+/// caller runs its row loops).
 template <class T, std::size_t K, class F, class... V>
 bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
                   const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
@@ -69,6 +99,10 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
     }
 #endif
     map_planes(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), value, Planes<const T>(in)...);
+    return true;
+  }
+  if (c0 == 0 && c1 == out.c() && interleaved(out, in...)) {
+    map_interleaved(n0, n1, stream, out, k, f, in...);
     return true;
   }
   if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {

@@ -1,0 +1,92 @@
+// Channels-last tensors with fewer than 16 channels (C = 3 as for an input layer) go through the
+// interleaved pack path (detail/per_isa/interleaved.hpp): each image one run of values whose
+// channel is the index mod C. Here: which views take it, and every pass on it against the
+// long-double reference, with and without a tail of values after the whole periods, in place,
+// and against the row loops of a strided view of the same values.
+#define BNORM_DETAIL_COMPILE_KERNELS 1  // the predicate is the kernels' own (detail::baseline)
+#include "test_support.hpp"
+
+namespace bnorm_test {
+namespace {
+
+template <class T>
+using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+
+// C from 2 to 15: images of whole periods (2x8x4x4: 128 values, 8 periods of 16) and with a
+// tail (3x7x2x9: one period of 112 and 14 values; 1x15x6x5: one of 240 and 210 values);
+// 4x9x2x2 holds 36 values an image, under one period (144), and keeps the row loops.
+const Shape kShapes[] = {{2, 3, 28, 28}, {2, 8, 4, 4},  {3, 7, 2, 9},    {1, 15, 6, 5},
+                         {5, 5, 9, 7},   {4, 6, 3, 11}, {2, 12, 10, 10}, {4, 9, 2, 2}};
+
+template <class T>
+class Interleaved : public ::testing::Test {};
+TYPED_TEST_SUITE(Interleaved, FloatTypes, );  // the empty argument: -Wpedantic
+
+TYPED_TEST(Interleaved, TakesThePackPathWhereAnImageHoldsAPeriod) {
+  using T = TypeParam;
+  for (const Shape& s : kShapes) {
+    const Buffer<T> cl(s, Layout::channels_last), nchw(s, Layout::nchw),
+        strided(s, Layout::strided);
+    const bool whole_period =
+        s[1] * s[2] * s[3] >= bnorm::detail::baseline::Interleave(s[1], 1).period;
+    EXPECT_EQ(bnorm::detail::baseline::interleaved(cl.cview()), whole_period) << to_string(s);
+    EXPECT_FALSE(bnorm::detail::baseline::interleaved(nchw.cview())) << to_string(s);
+    EXPECT_FALSE(bnorm::detail::baseline::interleaved(strided.cview())) << to_string(s);
+  }
+  EXPECT_EQ(bnorm::detail::baseline::Interleave(3, 1).period, 48);
+  EXPECT_EQ(bnorm::detail::baseline::Interleave(12, 1).period, 48);
+  EXPECT_EQ(bnorm::detail::baseline::Interleave(8, 1).period, 16);
+}
+
+TYPED_TEST(Interleaved, EveryPassMatchesTheReference) {
+  using T = TypeParam;
+  std::uint64_t seed = 3000;
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(to_string(s));
+    const auto x = random_values<T>(s, ++seed, 50.0, 2.0), dy = random_values<T>(s, ++seed);
+    const Array<T> w = random_array<T>(s[1], ++seed, 0.5, 1.5),
+                   b = random_array<T>(s[1], ++seed, -1, 1),
+                   rm = random_array<T>(s[1], ++seed, 49, 51),
+                   rv = random_array<T>(s[1], ++seed, 2, 6);
+    const Reference ref = reference(s, x, dy, w, b, 1e-5);
+    Buffer<T> xb(s, Layout::channels_last), yb(s, Layout::channels_last),
+        dyb(s, Layout::channels_last), dxb(s, Layout::channels_last);
+    xb.set(x);
+    dyb.set(dy);
+    Array<T> dw, db;
+    const auto stats = bnorm::fused::forward_training<T>(xb.cview(), w, b, 1e-5, yb.view());
+    bnorm::fused::backward<T>(xb.cview(), dyb.cview(), w, stats, dxb.view(), dw, db);
+    EXPECT_LE(rel_error(stats.mean, ref.mean), 1e-14);
+    EXPECT_LE(rel_error(stats.var, ref.var), 1e-13);
+    EXPECT_LE(rel_error(yb.values(), ref.y), tolerance<T>());
+    EXPECT_LE(rel_error(dxb.values(), ref.dx), tolerance<T>());
+    EXPECT_LE(rel_error(dw, ref.dweight), tolerance<T>());
+    EXPECT_LE(rel_error(db, ref.dbias), tolerance<T>());
+
+    // Inference and eval backward against the same passes over a strided view of the same
+    // values, which runs the row loops (a different code path, the same formulas).
+    Buffer<T> xs(s, Layout::strided), ys(s, Layout::strided), dys(s, Layout::strided),
+        dxs(s, Layout::strided);
+    xs.set(x);
+    dys.set(dy);
+    bnorm::fused::forward_inference<T>(xb.cview(), w, b, rm, rv, 1e-5, yb.view());
+    bnorm::fused::forward_inference<T>(xs.cview(), w, b, rm, rv, 1e-5, ys.view());
+    EXPECT_LE(rel_error(yb.values(), ys.values()), tolerance<T>());
+    Array<T> dws, dbs;
+    bnorm::fused::backward_inference<T>(xb.cview(), dyb.cview(), w, rm, rv, 1e-5, dxb.view(), dw,
+                                        db);
+    bnorm::fused::backward_inference<T>(xs.cview(), dys.cview(), w, rm, rv, 1e-5, dxs.view(), dws,
+                                        dbs);
+    EXPECT_LE(rel_error(dxb.values(), dxs.values()), tolerance<T>());
+    EXPECT_LE(rel_error(dw, dws), tolerance<T>());
+    EXPECT_LE(rel_error(db, dbs), tolerance<T>());
+
+    // In place (y over x): the same bits as out of place.
+    const std::vector<T> out_of_place = yb.values();
+    bnorm::fused::forward_inference<T>(xb.cview(), w, b, rm, rv, 1e-5, xb.view());
+    EXPECT_TRUE(same_bits(xb.values(), out_of_place));
+  }
+}
+
+}  // namespace
+}  // namespace bnorm_test
