@@ -32,6 +32,8 @@ inline std::vector<ReproCase> repro_cases() {
                                   // 40 channels (the last group of 16 overlaps)
       {{33, 20, 1, 1}, true},     // channels_last vectorised, H = W = 1
       {{3, 5, 56, 56}, false},    // C > threads
+      {{4, 3, 130, 130}, false},  // 3 long channels of 2 chunks: blocks on 1 thread, (block,
+                                  // chunk) items on 2 (Plan::blocks_fill_threads)
   };
 }
 

@@ -98,9 +98,14 @@ struct Plan {
   index_t item_begin(index_t k) const { return k * images_per_item; }
   index_t item_end(index_t k) const { return std::min(images, (k + 1) * images_per_item); }
   /// Enough blocks to keep every thread busy: each thread runs the passes of its own blocks
-  /// (sweep_blocks). Otherwise the caller spreads (block, chunk) items over the threads pass by
-  /// pass.
-  bool blocks_fill_threads() const { return blocks >= threads; }
+  /// (sweep_blocks), the blocks a multiple of the threads or at least 4 a thread (at most 25%
+  /// more for the busiest). Otherwise the caller spreads (block, chunk) items over the threads
+  /// pass by pass: with 3 channels of 32 chunks on 2 threads (32x3x224x224) training forward
+  /// took 1.17 ms that way against 1.55 ms with one thread running two channels, backward 1.77
+  /// against 2.46 ms.
+  bool blocks_fill_threads() const {
+    return blocks >= threads && (blocks % threads == 0 || blocks >= 4 * threads);
+  }
 };
 
 /// Asks for plane (n, c) of v ahead of its use, when the plane is one short contiguous row: the
