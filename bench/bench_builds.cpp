@@ -52,7 +52,7 @@ void default_against_native(benchmark::State& state, const Shape& s, Pass pass) 
 
 int main(int argc, char** argv) {
   return run_benchmarks(argc, argv, [] {
-    for (const Shape& s : resnet_shapes())
+    for (const Shape& s : bench_shapes())
       for (Pass pass : {Pass::fwd_train, Pass::fwd_infer, Pass::bwd})
         add_benchmark(
             bench_name(pass_name(pass), "default_vs_native", s), s,

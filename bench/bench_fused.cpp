@@ -68,6 +68,6 @@ int main(int argc, char** argv) {
     const std::vector<Peer> peers = available_peers();
     benchmark::AddCustomContext("floor_simd", floor_simd());
     for (const Peer& p : peers) benchmark::AddCustomContext(p.name + "_version", p.version);
-    for (const Shape& s : resnet_shapes()) register_shape(s, peers);
+    for (const Shape& s : bench_shapes()) register_shape(s, peers);
   });
 }

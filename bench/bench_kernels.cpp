@@ -75,7 +75,7 @@ void run_half(benchmark::State& state, const Shape& s, Half half, Layout layout)
 
 int main(int argc, char** argv) {
   return run_benchmarks(argc, argv, [] {
-    for (const Shape& s : resnet_shapes())
+    for (const Shape& s : bench_shapes())
       for (Layout layout : {Layout::nchw, Layout::nhwc})
         for (Half h : {Half::moments, Half::normalise, Half::grad_sums, Half::grad_input})
           add_benchmark(
