@@ -98,5 +98,57 @@ TYPED_TEST(Interleaved, EveryPassMatchesTheReference) {
   }
 }
 
+// Images apart in memory (a gap of 5 values after each, left untouched) are interleaved too: each
+// image's run starts at its own stride. The training step against the dense view of the same
+// values, bit for bit (the same walk over each image), and the gaps unchanged.
+TYPED_TEST(Interleaved, ImagesApartGiveTheDenseBits) {
+  using T = TypeParam;
+  const Shape s{3, 5, 7, 6};
+  const index_t run = s[1] * s[2] * s[3], gap = 5;
+  const auto x = random_values<T>(s, 4000, 3.0, 2.0), dy = random_values<T>(s, 4001);
+  const Array<T> w = random_array<T>(s[1], 4002, 0.5, 1.5), b = random_array<T>(s[1], 4003, -1, 1);
+  const T sentinel = static_cast<T>(-7.5);
+  std::vector<T> xa(static_cast<std::size_t>(s[0] * (run + gap)), sentinel), ya(xa), dya(xa),
+      dxa(xa);
+  const auto apart = [&](std::vector<T>& v) {
+    return bnorm::NCHWView<T>(v.data(), {s[0], s[1], s[2], s[3]},
+                              {run + gap, 1, s[3] * s[1], s[1]});
+  };
+  Buffer<T> xb(s, Layout::channels_last), yb(s, Layout::channels_last),
+      dyb(s, Layout::channels_last), dxb(s, Layout::channels_last);
+  xb.set(x);
+  dyb.set(dy);
+  for (index_t n = 0; n < s[0]; ++n)
+    for (index_t c = 0; c < s[1]; ++c)
+      for (index_t h = 0; h < s[2]; ++h)
+        for (index_t v = 0; v < s[3]; ++v) {
+          apart(xa)(n, c, h, v) = xb.view()(n, c, h, v);
+          apart(dya)(n, c, h, v) = dyb.view()(n, c, h, v);
+        }
+  ASSERT_TRUE(bnorm::detail::baseline::interleaved(apart(xa)));
+  Array<T> dw, db, dwa, dba;
+  const auto st = bnorm::fused::forward_training<T>(xb.cview(), w, b, 1e-5, yb.view());
+  bnorm::fused::backward<T>(xb.cview(), dyb.cview(), w, st, dxb.view(), dw, db);
+  const auto sta = bnorm::fused::forward_training<T>(apart(xa), w, b, 1e-5, apart(ya));
+  bnorm::fused::backward<T>(apart(xa), apart(dya), w, sta, apart(dxa), dwa, dba);
+  std::vector<T> y_apart, dx_apart;
+  for (index_t n = 0; n < s[0]; ++n)
+    for (index_t c = 0; c < s[1]; ++c)
+      for (index_t h = 0; h < s[2]; ++h)
+        for (index_t v = 0; v < s[3]; ++v) {
+          y_apart.push_back(apart(ya)(n, c, h, v));
+          dx_apart.push_back(apart(dxa)(n, c, h, v));
+        }
+  EXPECT_TRUE(same_bits(y_apart, yb.values()));
+  EXPECT_TRUE(same_bits(dx_apart, dxb.values()));
+  EXPECT_TRUE(same_bits(std::vector<T>(dwa.data(), dwa.data() + dwa.size()),
+                        std::vector<T>(dw.data(), dw.data() + dw.size())));
+  for (index_t n = 0; n < s[0]; ++n)
+    for (index_t i = run; i < run + gap; ++i) {
+      EXPECT_EQ(ya[static_cast<std::size_t>(n * (run + gap) + i)], sentinel);
+      EXPECT_EQ(dxa[static_cast<std::size_t>(n * (run + gap) + i)], sentinel);
+    }
+}
+
 }  // namespace
 }  // namespace bnorm_test
