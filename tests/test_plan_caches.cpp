@@ -100,6 +100,19 @@ TEST(CacheSizes, ALastLevelNoFasterThanMemoryChangesThePlans) {
   EXPECT_LT(slow.block, fast.block);
 }
 
+// BNORM_LAST_LEVEL in place of the probe: "cache" and "memory", unset or empty to probe, and a
+// clear error for anything else (tests/CMakeLists.txt runs a program with a bad value).
+TEST(CacheSizes, BnormLastLevelAnswersInsteadOfTheProbe) {
+  using bnorm::detail::last_level_from;
+  EXPECT_EQ(last_level_from(nullptr), LastLevel::unknown);
+  EXPECT_EQ(last_level_from(""), LastLevel::unknown);
+  EXPECT_EQ(last_level_from("cache"), LastLevel::fast);
+  EXPECT_EQ(last_level_from("memory"), LastLevel::slow);
+  EXPECT_EQ(message_of([] { last_level_from("Cache"); }),
+            "bnorm: BNORM_LAST_LEVEL asks for \"Cache\" (expected \"cache\" or \"memory\", or "
+            "unset to probe)");
+}
+
 // The probe's sweep computes its map with either kind of store, the probe times nothing where
 // the last level is not larger than twice the L2s, and it answers for this machine.
 TEST(CacheSizes, TheLastLevelProbe) {

@@ -15,6 +15,7 @@
 #include <omp.h>
 #endif
 
+#include "../config.hpp"
 #include "last_level_probe.hpp"
 
 namespace bnorm::detail {
@@ -108,10 +109,28 @@ inline void set_cache_sizes(CacheSizes sizes) {
   cache_size_slots().speed.store(static_cast<int>(sizes.speed), std::memory_order_relaxed);
 }
 
-/// Whether the last level of `sizes` serves as a cache: their own answer, or, when unknown, this
-/// machine's, probed once per program with its own sizes on the threads OpenMP would use.
+/// The answer BNORM_LAST_LEVEL gives in place of the probe: "cache" (fast), "memory" (slow),
+/// unset or empty (unknown: probe). Another value throws bnorm::invalid_argument.
+inline LastLevel last_level_from(const char* value) {
+  if (value == nullptr || *value == '\0') return LastLevel::unknown;
+  if (std::strcmp(value, "cache") == 0) return LastLevel::fast;
+  if (std::strcmp(value, "memory") == 0) return LastLevel::slow;
+  throw invalid_argument(concat("bnorm: BNORM_LAST_LEVEL asks for \"", value,
+                                "\" (expected \"cache\" or \"memory\", or unset to probe)"));
+}
+
+/// BNORM_LAST_LEVEL, read at first use (a bad value throws, now and at every use).
+inline LastLevel last_level_setting() {
+  static const LastLevel setting = last_level_from(std::getenv("BNORM_LAST_LEVEL"));
+  return setting;
+}
+
+/// Whether the last level of `sizes` serves as a cache: their own answer, else BNORM_LAST_LEVEL's,
+/// else this machine's, probed once per program with its own sizes on the threads OpenMP would
+/// use.
 inline bool last_level_fast(const CacheSizes& sizes) {
   if (sizes.speed != LastLevel::unknown) return sizes.speed == LastLevel::fast;
+  if (last_level_setting() != LastLevel::unknown) return last_level_setting() == LastLevel::fast;
   static const bool measured = [] {
     const CacheSizes here = read_cache_sizes();
 #if defined(_OPENMP)

@@ -195,10 +195,11 @@ BNORM_DETAIL_TARGET_END
 #endif  // BNORM_DETAIL_HAS_KERNELS
 
 /// Of one table per kernel set (baseline, then the wider ones in Isa order), the table of the
-/// set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA (callers call it after their
-/// checks and before writing anything).
+/// set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA or BNORM_LAST_LEVEL (callers
+/// call it after their checks and before writing anything; the plans read the latter later).
 template <class Table, class... Wider>
 const Table& in_use(const Table& baseline_table, const Wider&... wider) {
+  (void)last_level_setting();
   const Table* tables[] = {&baseline_table, &wider...};
   return *tables[static_cast<int>(selected_isa())];
 }
