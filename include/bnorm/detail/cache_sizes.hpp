@@ -130,7 +130,8 @@ inline LastLevel last_level_setting() {
 /// use.
 inline bool last_level_fast(const CacheSizes& sizes) {
   if (sizes.speed != LastLevel::unknown) return sizes.speed == LastLevel::fast;
-  if (last_level_setting() != LastLevel::unknown) return last_level_setting() == LastLevel::fast;
+  if (const LastLevel set = last_level_setting(); set != LastLevel::unknown)
+    return set == LastLevel::fast;
   static const bool measured = [] {
     const CacheSizes here = read_cache_sizes();
 #if defined(_OPENMP)

@@ -49,17 +49,15 @@ inline void grad_sums_finish(const std::vector<GradSums>& acc, double* sum_dy, d
 }
 
 /// Channels-last: sum dy and sum dy * (x - mean) of every channel over images [n0, n1) into
-/// sum_dy[c] and sum_dy_xmu[c], vectorised along C (or, for fewer than 16 channels, along the
+/// sum_dy[c] and sum_dy_xmu[c], vectorised along C (or, for interleaved views, along the
 /// pseudo-channels of interleaved.hpp).
 template <class T>
 void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, index_t n0,
                      index_t n1, const double* mean, double* sum_dy, double* sum_dy_xmu) {
-  if (interleaved(x, dy)) {  // fewer than 16 channels: over pseudo-channels (interleaved.hpp)
+  if (interleaved(x, dy)) {  // over pseudo-channels (interleaved.hpp)
     const Interleave il(x);
-    const std::vector<double> lanes = il.spread<double>(mean);
-    std::vector<GradSums> acc(static_cast<std::size_t>(il.period / kPackLanes));
-    for (std::size_t g = 0; g < acc.size(); ++g)
-      acc[g].mean = load_wide(lanes.data() + g * kPackLanes);
+    std::vector<GradSums> acc =
+        group_accumulators<GradSums>(il, mean, [](GradSums& a, const Wide& m) { a.mean = m; });
     reduce_pixels(0, il.period, n0, n1, acc.data(), il.pseudo(x), il.pseudo(dy));
     std::fill(sum_dy, sum_dy + x.c(), 0.0);
     std::fill(sum_dy_xmu, sum_dy_xmu + x.c(), 0.0);

@@ -72,6 +72,18 @@ bool interleaved(const V0& v0, const V&... v) {
          Interleave(v0).periods > 0;
 }
 
+/// Accumulators of the pixel reductions, one per pack of pseudo-channels, with set(acc[g], w)
+/// given the pack's per-channel values (per_channel spread over its lanes).
+template <class Acc, class Set>
+std::vector<Acc> group_accumulators(const Interleave& il, const double* per_channel,
+                                    const Set& set) {
+  const std::vector<double> lanes = il.spread<double>(per_channel);
+  std::vector<Acc> acc(static_cast<std::size_t>(il.period / kPackLanes));
+  for (std::size_t g = 0; g < acc.size(); ++g)
+    set(acc[g], load_wide(lanes.data() + g * kPackLanes));
+  return acc;
+}
+
 /// The lanes of the pixel reductions' accumulators acc[g] (one a pack of pseudo-channels),
 /// lanes(acc[g]) of each, added into total[c] per channel (Interleave::fold).
 template <class Acc, class Lanes>

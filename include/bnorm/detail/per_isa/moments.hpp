@@ -165,7 +165,8 @@ std::vector<ShiftedSums> pixel_shifts(const NCHWView<const T>& x) {
   return acc;
 }
 
-/// Interleaved channels-last (fewer than 16 channels, interleaved.hpp): the moments of every
+/// Interleaved channels-last (interleaved.hpp: fewer than 16 channels, or a count the pixel
+/// kernels' packs fit badly): the moments of every
 /// channel in one shifted pass over the pseudo-channels and each image's last values, K of a
 /// channel the mean of its first min(16, pixels) values in (n, h, w) order. The plan's items
 /// (whole images) are reduced in parallel and their sums added in item order.
@@ -180,10 +181,8 @@ void interleaved_moments(const NCHWView<const T>& x, const Plan& p, Moments* out
     for (index_t c = 0; c < channels; ++c)  // K += x(pixel i), in pixel order
       shift[c] += static_cast<double>(x.data()[i / plane * x.stride(0) + i % plane * channels + c]);
   for (double& k : shift) k /= static_cast<double>(sample);
-  const std::vector<double> lanes = il.spread<double>(shift.data());
-  std::vector<ShiftedSums> start(static_cast<std::size_t>(il.period / kPackLanes));
-  for (std::size_t g = 0; g < start.size(); ++g)
-    start[g].shift = load_wide(lanes.data() + g * kPackLanes);
+  const std::vector<ShiftedSums> start = group_accumulators<ShiftedSums>(
+      il, shift.data(), [](ShiftedSums& a, const Wide& k) { a.shift = k; });
   const NCHWView<const T> pseudo = il.pseudo(x);
   std::vector<double> parts(2 * width * static_cast<std::size_t>(p.items()));
   parallel_for(
@@ -280,8 +279,8 @@ bool by_planes(const NCHWView<T>& x, const V&... v) {
 }
 
 /// True when reductions over x (and the other views) go through the channels-last kernels:
-/// their channels are contiguous (or, fewer than 16, interleaved) and x's planes do not go
-/// through the NCHW ones (as when H = W = 1).
+/// their channels are contiguous (at least 16, or interleaved: interleaved.hpp) and x's planes
+/// do not go through the NCHW ones (as when H = W = 1).
 template <class T, class... V>
 bool by_pixels(const NCHWView<T>& x, const V&... v) {
 #if defined(BNORM_HAVE_PACKS)

@@ -63,9 +63,8 @@ void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out
 
 /// out = f(in..., k...) on channels [c0, c1), images [n0, n1), on a pack path: over NCHW planes
 /// with the constants k of each channel as scalars, or over channels-last pixels with them as
-/// packs of 16 channels, or over all channels of interleaved views (fewer than 16 channels,
-/// map_interleaved). f is one formula for scalars and packs. False when no path applies (the
-/// caller runs its row loops).
+/// packs of 16 channels, or over all channels of interleaved views (map_interleaved). f is one
+/// formula for scalars and packs. False when no path applies (the caller runs its row loops).
 template <class T, std::size_t K, class F, class... V>
 bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
                   const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
