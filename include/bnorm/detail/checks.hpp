@@ -15,22 +15,31 @@
 
 namespace bnorm::detail {
 
-inline std::string shape_string(const std::array<index_t, 4>& e) {
-  return concat("[", e[0], ", ", e[1], ", ", e[2], ", ", e[3], "]");
+/// "[e0, e1, ...]" for extents in a std::array or std::vector.
+template <class Extents>
+std::string shape_string(const Extents& e) {
+  std::string out = "[";
+  for (std::size_t r = 0; r < e.size(); ++r) out += concat(r ? ", " : "", e[r]);
+  return out + "]";
+}
+
+/// The letter of axis r of a view (N, C, then the spatial axes).
+template <class V>
+char axis_name(int r) {
+  return V::axes[r];
 }
 
 /// View `name` must have the extents `expected`, described by `why`.
-template <class A>
-void check_shape(const char* name, const NCHWView<A>& v, const std::array<index_t, 4>& expected,
+template <class V>
+void check_shape(const char* name, const V& v, const typename V::extents_type& expected,
                  const char* why) {
   require(v.extents() == expected, name, " has shape ", shape_string(v.extents()), ", expected ",
           shape_string(expected), " (", why, ")");
 }
 
 /// View `name` must have the shape of view `ref_name`.
-template <class A, class B>
-void check_same_shape(const char* name, const NCHWView<A>& v, const char* ref_name,
-                      const NCHWView<B>& ref) {
+template <class V, class W>
+void check_same_shape(const char* name, const V& v, const char* ref_name, const W& ref) {
   require(same_extents(v, ref), name, " has shape ", shape_string(v.extents()), ", expected ",
           shape_string(ref.extents()), " (the shape of ", ref_name, ")");
 }
@@ -50,10 +59,10 @@ inline void check_affine(index_t weight_size, index_t bias_size, index_t channel
 
 /// Training needs more than one value per channel: the variance of one value is 0 and its
 /// unbiased estimate divides by zero. Same rule and words as PyTorch.
-template <class T>
-void check_training_count(const NCHWView<T>& x) {
-  const index_t m = x.n() * x.h() * x.w();
-  require(m != 1, "Expected more than 1 value per channel when training, got input of shape ",
+template <class V>
+void check_training_count(const V& x) {
+  require(x.per_channel() != 1,
+          "Expected more than 1 value per channel when training, got input of shape ",
           shape_string(x.extents()));
 }
 
@@ -78,15 +87,13 @@ void check_training_count(const NCHWView<T>& x) {
 // Inputs are never written, so they may overlap each other and repeat elements (a zero stride
 // broadcasts one value).
 
-inline constexpr const char* kAxisName[] = {"N", "C", "H", "W"};
-
 /// Output view `name` must have a unique layout (the sufficient test above).
-template <class T>
-void check_unique_layout(const char* name, const NCHWView<T>& v) {
+template <class V>
+void check_unique_layout(const char* name, const V& v) {
   if (v.empty()) return;  // no element at all
-  std::array<int, 4> axes{};
+  std::array<int, V::rank> axes{};
   int k = 0;
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < static_cast<int>(V::rank); ++r)
     if (v.extent(r) > 1) axes[static_cast<std::size_t>(k++)] = r;
   // Insertion sort by stride; ties keep the N, C, H, W order, so the message is deterministic.
   for (int i = 1; i < k; ++i)
@@ -100,17 +107,18 @@ void check_unique_layout(const char* name, const NCHWView<T>& v) {
     const int r = axes[static_cast<std::size_t>(i)];
     const index_t s = v.stride(r), e = v.extent(r);
     if (s < need) {
-      const std::string because = prev < 0 ? std::string()
-                                           : concat(" = stride ", v.stride(prev), " * extent ",
-                                                    v.extent(prev), " of axis ", kAxisName[prev]);
+      const std::string because = prev < 0
+                                      ? std::string()
+                                      : concat(" = stride ", v.stride(prev), " * extent ",
+                                               v.extent(prev), " of axis ", axis_name<V>(prev));
       throw invalid_argument(concat(
           "bnorm: ", name,
           " is an output and needs a unique layout (no element reached by two indices), got "
           "extents ",
           shape_string(v.extents()), " with strides ", shape_string(v.strides()), ": axis ",
-          kAxisName[r], " (extent ", e, ") has stride ", s, ", expected >= ", need, because));
+          axis_name<V>(r), " (extent ", e, ") has stride ", s, ", expected >= ", need, because));
     }
-    // s * e fits index_t for any view that passed NCHWView's constructor and has another axis
+    // s * e fits index_t for any view that passed its constructor and has another axis
     // left; saturate anyway.
     need =
         s > std::numeric_limits<index_t>::max() / e ? std::numeric_limits<index_t>::max() : s * e;
@@ -122,10 +130,11 @@ void check_unique_layout(const char* name, const NCHWView<T>& v) {
 struct AddressRange {
   std::uintptr_t begin, end;
 };
-template <class T>
-AddressRange address_range(const NCHWView<T>& v) {
-  index_t last = 0;  // the largest offset; fits index_t (checked by NCHWView's constructor)
-  for (int r = 0; r < 4; ++r) last += (v.extent(r) - 1) * v.stride(r);
+template <class V>
+AddressRange address_range(const V& v) {
+  using T = typename V::value_type;
+  index_t last = 0;  // the largest offset; fits index_t (checked by the view's constructor)
+  for (int r = 0; r < static_cast<int>(V::rank); ++r) last += (v.extent(r) - 1) * v.stride(r);
   const auto begin = reinterpret_cast<std::uintptr_t>(v.data());
   const auto count = static_cast<std::uintptr_t>(last) + 1;
   const std::uintptr_t room = (std::numeric_limits<std::uintptr_t>::max() - begin) / sizeof(T);
@@ -134,17 +143,17 @@ AddressRange address_range(const NCHWView<T>& v) {
 }
 
 /// Same extents and, on every axis of extent > 1, the same stride.
-template <class A, class B>
-bool same_strides(const NCHWView<A>& a, const NCHWView<B>& b) {
+template <class V, class W>
+bool same_strides(const V& a, const W& b) {
   if (a.extents() != b.extents()) return false;
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < static_cast<int>(V::rank); ++r)
     if (a.extent(r) > 1 && a.stride(r) != b.stride(r)) return false;
   return true;
 }
 
 /// a and b are exactly the same non-empty view: every index reaches the same element.
-template <class A, class B>
-bool same_view(const NCHWView<A>& a, const NCHWView<B>& b) {
+template <class V, class W>
+bool same_view(const V& a, const W& b) {
   return !a.empty() && same_strides(a, b) &&
          reinterpret_cast<std::uintptr_t>(a.data()) == reinterpret_cast<std::uintptr_t>(b.data());
 }
@@ -163,10 +172,11 @@ inline index_t ceil_div(index_t a, index_t b) {  // b > 0
 /// the most they can add. Two views with these strides, d elements apart, share an element
 /// exactly when this holds. For a unique layout rest[i] < stride[i], so each axis leaves at most
 /// two candidates.
-inline bool offset_reachable(index_t d, const std::array<index_t, 4>& stride,
-                             const std::array<index_t, 4>& extent,
-                             const std::array<index_t, 4>& rest, int i, int k) {
-  if (i >= k || i >= 4) return d == 0;
+inline constexpr std::size_t kMaxRank = 5;  // NCDHW
+inline bool offset_reachable(index_t d, const std::array<index_t, kMaxRank>& stride,
+                             const std::array<index_t, kMaxRank>& extent,
+                             const std::array<index_t, kMaxRank>& rest, int i, int k) {
+  if (i >= k || i >= static_cast<int>(kMaxRank)) return d == 0;
   const auto a = static_cast<std::size_t>(i);
   // j * stride must lie in [d - rest, d + rest]
   const index_t lo = std::max(ceil_div(d - rest[a], stride[a]), -(extent[a] - 1));
@@ -177,11 +187,12 @@ inline bool offset_reachable(index_t d, const std::array<index_t, 4>& stride,
 }
 
 /// For v of unique layout: whether v and the same view moved by d elements share an element.
-template <class T>
-bool shifted_view_shares_element(const NCHWView<T>& v, index_t d) {
-  std::array<index_t, 4> stride{}, extent{}, rest{};
+template <class V>
+bool shifted_view_shares_element(const V& v, index_t d) {
+  static_assert(V::rank <= kMaxRank);
+  std::array<index_t, kMaxRank> stride{}, extent{}, rest{};
   int k = 0;
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < static_cast<int>(V::rank); ++r)
     if (v.extent(r) > 1) {
       stride[static_cast<std::size_t>(k)] = v.stride(r);
       extent[static_cast<std::size_t>(k++)] = v.extent(r);
@@ -207,10 +218,10 @@ bool shifted_view_shares_element(const NCHWView<T>& v, index_t d) {
 /// Output `out_name` and input `in_name` (of the same extents) must share no element, or be
 /// exactly the same view (in place). `out` must already have passed check_unique_layout.
 template <class O, class I>
-void check_no_partial_overlap(const char* out_name, const NCHWView<O>& out, const char* in_name,
-                              const NCHWView<I>& in) {
-  using T = typename NCHWView<O>::value_type;
-  static_assert(std::is_same_v<T, typename NCHWView<I>::value_type>);
+void check_no_partial_overlap(const char* out_name, const O& out, const char* in_name,
+                              const I& in) {
+  using T = typename O::value_type;
+  static_assert(std::is_same_v<T, typename I::value_type> && O::rank == I::rank);
   if (out.empty() || in.empty()) return;
   const AddressRange a = address_range(out), b = address_range(in);
   if (a.end <= b.begin || b.end <= a.begin) return;  // disjoint address ranges
@@ -255,18 +266,17 @@ void check_gradient_arrays(const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
 }
 
 /// The rules for the output dx of a backward and its input dy.
-template <class T>
-void check_backward_output(const NCHWView<const T>& dy, const NCHWView<T>& dx) {
+template <template <class> class View, class T>
+void check_backward_output(const View<const T>& dy, const View<T>& dx) {
   check_unique_layout("dx", dx);
   check_no_partial_overlap("dx", dx, "dy", dy);
 }
 
 /// Arguments of a forward: y of x's shape, unique and not partially overlapping x; weight and
 /// bias of C elements (or both empty); a valid eps.
-template <class T>
-void check_forward_args(const NCHWView<const T>& x, const Eigen::Array<T, Eigen::Dynamic, 1>& w,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& b, double eps,
-                        const NCHWView<T>& y) {
+template <template <class> class View, class T>
+void check_forward_args(const View<const T>& x, const Eigen::Array<T, Eigen::Dynamic, 1>& w,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& b, double eps, const View<T>& y) {
   check_same_shape("y", y, "x", x);
   check_unique_layout("y", y);
   check_no_partial_overlap("y", y, "x", x);
@@ -276,9 +286,9 @@ void check_forward_args(const NCHWView<const T>& x, const Eigen::Array<T, Eigen:
 
 /// Arguments of a backward: dy and dx of x's shape; dx unique and not partially overlapping dy
 /// or x; weight of C elements or empty.
-template <class T>
-void check_backward_args(const NCHWView<const T>& x, const NCHWView<const T>& dy,
-                         const Eigen::Array<T, Eigen::Dynamic, 1>& w, const NCHWView<T>& dx) {
+template <template <class> class View, class T>
+void check_backward_args(const View<const T>& x, const View<const T>& dy,
+                         const Eigen::Array<T, Eigen::Dynamic, 1>& w, const View<T>& dx) {
   check_same_shape("dy", dy, "x", x);
   check_same_shape("dx", dx, "x", x);
   check_backward_output(dy, dx);
