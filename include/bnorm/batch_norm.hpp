@@ -1,5 +1,6 @@
 /// @file batch_norm.hpp
-/// @brief BatchNorm2d<T>: parameters, running statistics, train/eval, dispatch to a variant.
+/// @brief BatchNorm1d, BatchNorm2d, BatchNorm3d: parameters, running statistics,
+/// train/eval, dispatch to a variant; one class template, BatchNorm<T, View>, for every rank.
 #pragma once
 
 #include <Eigen/Core>
@@ -13,13 +14,14 @@
 #include "detail/staged_backend.hpp"
 #include "fused.hpp"
 #include "nchw_view.hpp"
+#include "other_ranks.hpp"
 
 namespace bnorm {
 
 namespace mpi {
 BNORM_DETAIL_BEGIN_NO_STAGED
-template <class T>
-class SyncBatchNorm2d;  // <bnorm/mpi.hpp>: composes a BatchNorm2d and reuses its private checks
+template <class T, template <class> class View>
+class SyncBatchNorm;  // <bnorm/mpi.hpp>: composes a BatchNorm and reuses its private checks
 BNORM_DETAIL_END_NO_STAGED
 }  // namespace mpi
 
@@ -27,10 +29,12 @@ BNORM_DETAIL_END_NO_STAGED
 // detail/staged_backend.hpp); users still spell it bnorm::BatchNorm2d.
 BNORM_DETAIL_BEGIN_NO_STAGED
 
-/// torch.nn.BatchNorm2d on NCHW views, for T = float or double.
+/// torch.nn.BatchNorm1d, BatchNorm2d and BatchNorm3d, for T = float or double, over views of
+/// kind View: NCLView (BatchNorm1d: (N, C, L), and (N, C) as L = 1), NCHWView (BatchNorm2d),
+/// NCDHWView (BatchNorm3d). Users name the three faces below; this is where they are documented.
 ///
 /// Training (or eval with track_running_stats = false) normalises each channel c with the
-/// batch's statistics over its M = N*H*W values:
+/// batch's statistics over its M values (N*L, N*H*W or N*D*H*W):
 ///   y = (x - mean) / sqrt(var + eps) * weight + bias,   var = (1/M) sum (x - mean)^2 (biased),
 /// and, in training with tracked statistics, updates the running buffers with
 ///   running_mean = (1 - f) * running_mean + f * mean,
@@ -39,14 +43,17 @@ BNORM_DETAIL_BEGIN_NO_STAGED
 /// statistics normalises with running_mean and running_var instead; they are then constants, so
 /// its backward is dx = dy * weight / sqrt(running_var + eps).
 ///
-/// Differences from PyTorch, on purpose: N == 0 (or H*W == 0) changes no state at all (PyTorch
-/// still increments num_batches_tracked); backward uses the weight as it is at backward time.
-template <class T>
-class BatchNorm2d {
+/// Differences from PyTorch, on purpose: M == 0 changes no state at all (PyTorch still
+/// increments num_batches_tracked); backward uses the weight as it is at backward time.
+template <class T, template <class> class View>
+class BatchNorm {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "bnorm::BatchNorm2d<T> is for T = float or double");
+                "bnorm::BatchNorm1d/2d/3d<T> are for T = float or double");
 
  public:
+  /// The extents of an input, in the view's logical order.
+  using Extents = typename View<T>::extents_type;
+
   /// Per-channel parameters, buffers and gradients: plain Eigen arrays of C (or 0) elements.
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 
@@ -57,7 +64,7 @@ class BatchNorm2d {
   class Saved {
    public:
     /// The forward's input shape.
-    const std::array<index_t, 4>& shape() const { return shape_; }
+    const Extents& shape() const { return shape_; }
     /// true when the forward normalised with batch statistics.
     bool batch_statistics() const { return batch_statistics_; }
     /// The variant that ran the forward, and will run the backward.
@@ -70,13 +77,13 @@ class BatchNorm2d {
     bool in_place() const { return in_place_; }
 
    private:
-    friend class BatchNorm2d;
-    std::array<index_t, 4> shape_{0, 0, 0, 0};
+    friend class BatchNorm;
+    Extents shape_{};
     bool batch_statistics_ = true;
     Variant variant_ = Variant::fused;
     bool in_place_ = false;
     Array mean_, invstd_;
-    NCHWView<const T> x_;               // the forward's x: read by fused, checked against dx
+    View<const T> x_;                   // the forward's x: read by fused, checked against dx
     fused::BatchStatistics stats_;      // fused, batch statistics
     Array running_mean_, running_var_;  // fused, eval: the buffers as the forward used them
     typename detail::StagedBackend<T>::Cache cache_;  // staged
@@ -85,7 +92,7 @@ class BatchNorm2d {
   /// weight = 1, bias = 0 (size C, or 0 without affine); running_mean = 0, running_var = 1
   /// (size C, or 0 without tracking). Throws bnorm::invalid_argument for num_features <= 0,
   /// eps < 0 or NaN, or momentum outside [0, 1].
-  explicit BatchNorm2d(index_t num_features, Options options = {})
+  explicit BatchNorm(index_t num_features, Options options = {})
       : num_features_(num_features), options_(options) {
     detail::require(num_features > 0, "num_features must be > 0, got ", num_features);
     detail::check_eps(options.eps);
@@ -112,26 +119,22 @@ class BatchNorm2d {
   /// The options the module was built with.
   const Options& options() const { return options_; }
 
-  /// @{
   /// The weight (gamma): C elements, or 0 without affine. Assign freely; size is checked.
   Array& weight() { return weight_; }
+  /// weight(), read-only.
   const Array& weight() const { return weight_; }
-  /// @}
-  /// @{
   /// The bias (beta): C elements, or 0 without affine.
   Array& bias() { return bias_; }
+  /// bias(), read-only.
   const Array& bias() const { return bias_; }
-  /// @}
-  /// @{
   /// The running mean: C elements (zeros at first), or 0 without track_running_stats.
   Array& running_mean() { return running_mean_; }
+  /// running_mean(), read-only.
   const Array& running_mean() const { return running_mean_; }
-  /// @}
-  /// @{
   /// The running (unbiased) variance: C elements (ones at first), or 0 without tracking.
   Array& running_var() { return running_var_; }
+  /// running_var(), read-only.
   const Array& running_var() const { return running_var_; }
-  /// @}
   /// Training forwards that updated the running statistics (the count momentum=nullopt uses).
   std::int64_t num_batches_tracked() const { return num_batches_tracked_; }
   /// dL/dweight of the last backward (size 0 without affine).
@@ -139,13 +142,41 @@ class BatchNorm2d {
   /// dL/dbias of the last backward (size 0 without affine).
   const Array& bias_grad() const { return bias_grad_; }
 
-  /// y = BatchNorm2d(x). Validates everything first: on a throw, y and all state are unchanged.
+  /// Eval mode's per-channel affine map: y = scale * x + shift.
+  struct ScaleShift {
+    Array scale;  ///< weight / sqrt(running_var + eps)
+    Array shift;  ///< bias - running_mean * scale
+  };
+  /// Eval mode's per-channel affine map, y = scale * x + shift with
+  ///   scale = weight / sqrt(running_var + eps),   shift = bias - running_mean * scale
+  /// (weight 1 and bias 0 without affine), computed in double and rounded once to T, as folding
+  /// into a preceding layer uses it (fold.hpp). The form is for eval only: forward centres x on
+  /// the mean instead, which stays accurate when the mean dwarfs the spread. Throws
+  /// bnorm::invalid_argument without running statistics or with resized arrays.
+  ScaleShift scale_shift() const {
+    detail::require(options_.track_running_stats,
+                    "scale_shift() needs running statistics, but track_running_stats is false");
+    check_state();
+    ScaleShift out{Array(num_features_), Array(num_features_)};
+    for (index_t c = 0; c < num_features_; ++c) {
+      const double w = options_.affine ? static_cast<double>(weight_[c]) : 1.0;
+      const double b = options_.affine ? static_cast<double>(bias_[c]) : 0.0;
+      // 1 / sqrt as the kernels form invstd, and as fold_into scales
+      const double scale =
+          w * (1.0 / std::sqrt(static_cast<double>(running_var_[c]) + options_.eps));
+      out.scale[c] = static_cast<T>(scale);
+      out.shift[c] = static_cast<T>(b - static_cast<double>(running_mean_[c]) * scale);
+    }
+    return out;
+  }
+
+  /// y = BatchNorm(x). Validates everything first: on a throw, y and all state are unchanged.
   ///
   /// y must have a unique layout and either share no element with x or be exactly x (same
   /// data, extents and strides): the forward then runs in place with the same y and running
   /// statistics as out of place, useful for inference or for re-estimating running statistics.
   /// x then holds y, so the returned Saved has in_place() set and backward rejects it.
-  Saved forward(NCHWView<const T> x, NCHWView<T> y) {
+  Saved forward(View<const T> x, View<T> y) {
     check_forward(x, y);
     const bool batch = uses_batch_statistics();
     if (batch) detail::check_training_count(x);
@@ -174,7 +205,7 @@ class BatchNorm2d {
       s.mean_ = mean.template cast<T>();
       s.invstd_ = invstd_of(var, eps);
       if (training_ && options_.track_running_stats)
-        update_running_stats(mean, var, x.n() * x.h() * x.w());
+        update_running_stats(mean, var, x.per_channel());
     } else {
       if (staged) {
         s.cache_ = detail::StagedBackend<T>::forward_inference(x, weight_, bias_, running_mean_,
@@ -196,7 +227,7 @@ class BatchNorm2d {
   /// dx must have a unique layout and either share no element with dy and the forward's x, or
   /// be exactly one of them (in place, same results as out of place; after dx over x, `saved`
   /// cannot serve another backward). A Saved from an in-place forward is rejected.
-  void backward(const Saved& saved, NCHWView<const T> dy, NCHWView<T> dx) {
+  void backward(const Saved& saved, View<const T> dy, View<T> dx) {
     check_backward(saved.shape_, saved.in_place_, saved.x_, dy, dx);
     const index_t p = options_.affine ? num_features_ : 0;
     if (dy.size() == 0) {
@@ -217,19 +248,19 @@ class BatchNorm2d {
   }
 
  private:
-  template <class>
-  friend class mpi::SyncBatchNorm2d;
+  template <class, template <class> class>
+  friend class mpi::SyncBatchNorm;
 
   bool uses_batch_statistics() const { return training_ || !options_.track_running_stats; }
 
   template <class U>
-  void check_channels(const char* name, const NCHWView<U>& v) const {
+  void check_channels(const char* name, const View<U>& v) const {
     detail::require(v.c() == num_features_, name, " has ", v.c(), " channels, module has ",
                     num_features_);
   }
 
   /// forward's checks of x and y, and of the module's state (SyncBatchNorm2d makes them too).
-  void check_forward(const NCHWView<const T>& x, const NCHWView<T>& y) const {
+  void check_forward(const View<const T>& x, const View<T>& y) const {
     check_channels("x", x);
     detail::check_same_shape("y", y, "x", x);
     detail::check_unique_layout("y", y);
@@ -239,9 +270,8 @@ class BatchNorm2d {
 
   /// backward's checks of dy and dx against the forward's x (its shape, whether y overwrote
   /// it), and of the module's state (SyncBatchNorm2d makes them too).
-  void check_backward(const std::array<index_t, 4>& shape, bool in_place,
-                      const NCHWView<const T>& x, const NCHWView<const T>& dy,
-                      const NCHWView<T>& dx) const {
+  void check_backward(const Extents& shape, bool in_place, const View<const T>& x,
+                      const View<const T>& dy, const View<T>& dx) const {
     check_channels("dy", dy);
     detail::check_shape("dy", dy, shape, "the shape of the forward's x");
     detail::check_same_shape("dx", dx, "dy", dy);
@@ -291,6 +321,28 @@ class BatchNorm2d {
   bool training_ = true;
   Array weight_, bias_, running_mean_, running_var_, weight_grad_, bias_grad_;
   std::int64_t num_batches_tracked_ = 0;
+};
+
+/// torch.nn.BatchNorm1d over NCLView: (N, C, L) inputs, and (N, C) ones as L = 1 (the
+/// NCLView(data, n, c) constructor). BatchNorm<T, NCLView> documents the interface.
+template <class T>
+class BatchNorm1d : public BatchNorm<T, NCLView> {
+ public:
+  using BatchNorm<T, NCLView>::BatchNorm;
+};
+
+/// torch.nn.BatchNorm2d over NCHWView. BatchNorm<T, NCHWView> documents the interface.
+template <class T>
+class BatchNorm2d : public BatchNorm<T, NCHWView> {
+ public:
+  using BatchNorm<T, NCHWView>::BatchNorm;
+};
+
+/// torch.nn.BatchNorm3d over NCDHWView. BatchNorm<T, NCDHWView> documents the interface.
+template <class T>
+class BatchNorm3d : public BatchNorm<T, NCDHWView> {
+ public:
+  using BatchNorm<T, NCDHWView>::BatchNorm;
 };
 
 BNORM_DETAIL_END_NO_STAGED

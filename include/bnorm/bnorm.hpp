@@ -1,12 +1,13 @@
 /// @file bnorm.hpp
-/// @brief The one header users include: BatchNorm2d forward and backward over NCHW views.
+/// @brief The one header users include: BatchNorm1d, 2d and 3d forward and backward over views.
 ///
-/// - bnorm::NCHWView: a non-owning 4-d view in logical NCHW order with any strides.
+/// - bnorm::NCHWView, NCLView, NCDHWView: non-owning views in logical order with any strides.
 /// - bnorm::staged: the nine-step graph, the executable specification.
 /// - bnorm::fused: the fast variant with the closed-form backward.
-/// - bnorm::BatchNorm2d: the torch.nn.BatchNorm2d module over either variant.
+/// - bnorm::BatchNorm1d, BatchNorm2d, BatchNorm3d: the torch.nn modules over either variant
+///   (other_ranks.hpp: the free functions over NCLView and NCDHWView).
 /// - bnorm::nchw_view: NCHWView adapters for Eigen::Tensor and Eigen::TensorMap (eigen.hpp).
-/// MPI's SyncBatchNorm2d lives in <bnorm/mpi.hpp>, which this header does not include.
+/// MPI's SyncBatchNorm1d, 2d and 3d live in <bnorm/mpi.hpp>, which this header does not include.
 ///
 /// Defining BNORM_NO_STAGED before including leaves out staged.hpp and eigen.hpp, the two
 /// headers that need Eigen's Tensor module, and BatchNorm2d is then fused only: most of the
@@ -21,6 +22,7 @@
 #include "config.hpp"
 #include "fused.hpp"
 #include "nchw_view.hpp"
+#include "other_ranks.hpp"
 #ifndef BNORM_NO_STAGED
 #include "eigen.hpp"
 #include "staged.hpp"

@@ -1,6 +1,7 @@
 /// @file mpi.hpp
-/// @brief SyncBatchNorm2d<T>: BatchNorm2d whose training statistics and backward reductions
-/// cover one batch spread over the ranks of an MPI communicator, as torch.nn.SyncBatchNorm.
+/// @brief SyncBatchNorm1d, SyncBatchNorm2d and SyncBatchNorm3d: BatchNorm1d, 2d and 3d whose
+/// training statistics and backward reductions cover one batch spread over the ranks of an MPI
+/// communicator, as torch.nn.SyncBatchNorm (one class template, SyncBatchNorm, for every rank).
 ///
 /// The only bnorm header that needs MPI; <bnorm/bnorm.hpp> does not include it. Link the
 /// program with MPI (CMake: find_package(MPI) and target_link_libraries(app PRIVATE
@@ -29,7 +30,8 @@
 
 namespace bnorm::mpi {
 
-/// torch.nn.SyncBatchNorm for NCHW views over MPI, for T = float or double: a BatchNorm2d
+/// torch.nn.SyncBatchNorm over MPI, for T = float or double and views of kind View (NCLView,
+/// NCHWView, NCDHWView; users name the faces SyncBatchNorm1d, 2d and 3d below): a BatchNorm
 /// whose training statistics and backward reductions cover the whole batch spread over the
 /// ranks of `comm`, each rank holding a part of it (any sizes, including N = 0).
 ///
@@ -75,18 +77,26 @@ namespace bnorm::mpi {
 /// Like BatchNorm2d, declared in the inline namespace bnorm::mpi::no_staged under
 /// BNORM_NO_STAGED (see detail/staged_backend.hpp), since it holds a BatchNorm2d.
 BNORM_DETAIL_BEGIN_NO_STAGED
-template <class T>
-class SyncBatchNorm2d {
+template <class T, template <class> class View>
+class SyncBatchNorm {
+  using Local = BatchNorm<T, View>;
+  static constexpr std::size_t kRank = View<T>::rank;
+  static constexpr const char* kName = kRank == 3   ? "SyncBatchNorm1d"
+                                       : kRank == 4 ? "SyncBatchNorm2d"
+                                                    : "SyncBatchNorm3d";
+
  public:
-  /// Per-channel parameters, buffers and gradients, as in BatchNorm2d.
-  using Array = typename BatchNorm2d<T>::Array;
+  /// Per-channel parameters, buffers and gradients, as in BatchNorm.
+  using Array = typename Local::Array;
+  /// The extents of an input, in the view's logical order.
+  using Extents = typename Local::Extents;
 
   /// What backward needs from one forward. A synchronized (training) Saved keeps a view of the
   /// forward's x: x must outlive it and stay unchanged.
   class Saved {
    public:
     /// This rank's input shape.
-    const std::array<index_t, 4>& shape() const { return synchronized_ ? shape_ : local_.shape(); }
+    const Extents& shape() const { return synchronized_ ? shape_ : local_.shape(); }
     /// true when the forward normalised with batch statistics (global or, in eval, local).
     bool batch_statistics() const { return synchronized_ || local_.batch_statistics(); }
     /// true when the statistics cover every rank's part: a training forward; its backward is
@@ -100,19 +110,21 @@ class SyncBatchNorm2d {
     bool in_place() const { return synchronized_ ? in_place_ : local_.in_place(); }
     /// Values per channel the statistics cover: the global M of a synchronized forward.
     index_t count() const {
-      const auto& s = shape();
-      return synchronized_ ? stats_.count : s[0] * s[2] * s[3];
+      index_t m = 1;
+      for (std::size_t r = 0; r < kRank; ++r)
+        if (r != 1) m *= shape()[r];
+      return synchronized_ ? stats_.count : m;
     }
 
    private:
-    friend class SyncBatchNorm2d;
+    friend class SyncBatchNorm;
     bool synchronized_ = false;
     bool in_place_ = false;
-    std::array<index_t, 4> shape_{0, 0, 0, 0};
-    NCHWView<const T> x_;
+    Extents shape_{};
+    View<const T> x_;
     fused::BatchStatistics stats_;  // global
     Array mean_, invstd_;
-    typename BatchNorm2d<T>::Saved local_;  // eval
+    typename Local::Saved local_;  // eval
   };
 
   /// A collective call over comm: weight = 1, bias = 0, running_mean = 0, running_var = 1 as
@@ -120,14 +132,13 @@ class SyncBatchNorm2d {
   /// invalid (num_features <= 0, eps < 0 or NaN, momentum outside [0, 1], variant staged: the
   /// distributed path is the fused one) or when the ranks' num_features or options differ.
   /// Throws, on the calling rank only, when MPI is not initialised or comm is MPI_COMM_NULL.
-  SyncBatchNorm2d(index_t num_features, MPI_Comm comm, Options options = {})
+  SyncBatchNorm(index_t num_features, MPI_Comm comm, Options options = {})
       : local_(make_local(num_features, comm, options)), comm_(comm) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &ranks_);
   }
 
-  /// @name Mode, options and communicator (as BatchNorm2d's, plus comm)
-  /// @{
+  // Mode, options and communicator (as BatchNorm's, plus comm).
   /// Training mode when `mode`, else eval, on this rank (set it alike on every rank).
   void train(bool mode = true) { local_.train(mode); }
   /// Eval mode on this rank.
@@ -144,10 +155,8 @@ class SyncBatchNorm2d {
   int rank() const { return rank_; }
   /// The number of ranks in comm.
   int ranks() const { return ranks_; }
-  /// @}
 
-  /// @name Parameters and running statistics (as BatchNorm2d's, kept alike on every rank)
-  /// @{
+  // Parameters and running statistics (as BatchNorm's, kept alike on every rank).
   /// The weight: C elements, or 0 without affine.
   Array& weight() { return local_.weight(); }
   /// The weight, read-only.
@@ -166,7 +175,6 @@ class SyncBatchNorm2d {
   const Array& running_var() const { return local_.running_var(); }
   /// Training forwards that updated the running statistics.
   std::int64_t num_batches_tracked() const { return local_.num_batches_tracked(); }
-  /// @}
   /// This rank's contribution to dL/dweight of the last backward (size 0 without affine).
   const Array& weight_grad() const { return local_.weight_grad(); }
   /// This rank's contribution to dL/dbias of the last backward (size 0 without affine).
@@ -174,7 +182,7 @@ class SyncBatchNorm2d {
 
   /// y = SyncBatchNorm2d(x) for this rank's part x of the global batch. In training a
   /// collective call (one MPI_Allgather of 2C + 1 doubles per rank); in eval a local one.
-  Saved forward(NCHWView<const T> x, NCHWView<T> y) {
+  Saved forward(View<const T> x, View<T> y) {
     Saved s;
     if (!local_.training_) {  // eval: running buffers, or this rank's batch without them
       s.local_ = local_.forward(x, y);
@@ -229,7 +237,7 @@ class SyncBatchNorm2d {
   /// dx for this rank's part; weight_grad() and bias_grad() get this rank's contribution. For a
   /// synchronized Saved a collective call (one MPI_Allgather of 2C + 1 doubles per rank), else
   /// local. Validates on every rank first: on a throw, dx and all state are unchanged on all.
-  void backward(const Saved& saved, NCHWView<const T> dy, NCHWView<T> dx) {
+  void backward(const Saved& saved, View<const T> dy, View<T> dx) {
     if (!saved.synchronized_) {
       local_.backward(saved.local_, dy, dx);
       return;
@@ -249,8 +257,7 @@ class SyncBatchNorm2d {
     }
     const auto width = static_cast<std::size_t>(2 * channels + 1);
     std::vector<double> record(width, 0.0);
-    record[0] =
-        outcome.status == 0 ? static_cast<double>(dy.n() * dy.h() * dy.w()) : -outcome.status;
+    record[0] = outcome.status == 0 ? static_cast<double>(dy.per_channel()) : -outcome.status;
     if (outcome.status == 0) put(part.sum_dy, part.sum_dy_xmu, record);
     const std::vector<double> all = detail::allgather(record, comm_, ranks_);
     detail::raise_if_any_failed(outcome, detail::statuses(all, width), comm_, rank_, "backward");
@@ -279,22 +286,22 @@ class SyncBatchNorm2d {
 
   /// The rank's BatchNorm2d state, after every rank validated its arguments and the ranks agreed
   /// on them (one MPI_Allgather of 6 doubles).
-  static BatchNorm2d<T> make_local(index_t num_features, MPI_Comm comm, const Options& options) {
+  static Local make_local(index_t num_features, MPI_Comm comm, const Options& options) {
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
-    bnorm::detail::require(initialized && !finalized,
-                           "SyncBatchNorm2d needs MPI initialised and not finalised");
+    bnorm::detail::require(initialized && !finalized, kName,
+                           " needs MPI initialised and not finalised");
     bnorm::detail::require(comm != MPI_COMM_NULL, "comm is MPI_COMM_NULL");
     int rank = 0, ranks = 0;
     detail::check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
     detail::check_mpi(MPI_Comm_size(comm, &ranks), "MPI_Comm_size");
 
-    std::optional<BatchNorm2d<T>> bn;
+    std::optional<Local> bn;
     const detail::LocalOutcome outcome = detail::run_local([&] {
       bn.emplace(num_features, options);
       bnorm::detail::require(options.variant == Variant::fused, "options.variant is ",
-                             options.variant, ", SyncBatchNorm2d needs fused");
+                             options.variant, ", ", kName, " needs fused");
       bnorm::detail::require(num_features <= kMaxFeatures, "num_features must be <= ", kMaxFeatures,
                              " (2 * num_features + 1 doubles per message), got ", num_features);
     });
@@ -317,17 +324,36 @@ class SyncBatchNorm2d {
     };
     for (std::size_t r = 1; r < static_cast<std::size_t>(ranks); ++r)
       for (std::size_t k = 1; k < width; ++k)
-        bnorm::detail::require(all[r * width + k] == all[k],
-                               "SyncBatchNorm2d arguments differ across the ranks of comm: rank ",
-                               r, " has ", names[k], " ", text(k, all[r * width + k]),
-                               ", rank 0 has ", text(k, all[k]));
+        bnorm::detail::require(all[r * width + k] == all[k], kName,
+                               " arguments differ across the ranks of comm: rank ", r, " has ",
+                               names[k], " ", text(k, all[r * width + k]), ", rank 0 has ",
+                               text(k, all[k]));
     return std::move(*bn);
   }
 
-  BatchNorm2d<T> local_;  // parameters, buffers, mode, checks, eval path
+  Local local_;  // parameters, buffers, mode, checks, eval path
   MPI_Comm comm_;
   int rank_ = 0, ranks_ = 1;
 };
-BNORM_DETAIL_END_NO_STAGED
+/// SyncBatchNorm over NCLView: BatchNorm1d's inputs spread over the ranks of comm.
+template <class T>
+class SyncBatchNorm1d : public SyncBatchNorm<T, NCLView> {
+ public:
+  using SyncBatchNorm<T, NCLView>::SyncBatchNorm;
+};
 
+/// SyncBatchNorm over NCHWView: BatchNorm2d's inputs spread over the ranks of comm.
+template <class T>
+class SyncBatchNorm2d : public SyncBatchNorm<T, NCHWView> {
+ public:
+  using SyncBatchNorm<T, NCHWView>::SyncBatchNorm;
+};
+
+/// SyncBatchNorm over NCDHWView: BatchNorm3d's inputs spread over the ranks of comm.
+template <class T>
+class SyncBatchNorm3d : public SyncBatchNorm<T, NCDHWView> {
+ public:
+  using SyncBatchNorm<T, NCDHWView>::SyncBatchNorm;
+};
+BNORM_DETAIL_END_NO_STAGED
 }  // namespace bnorm::mpi

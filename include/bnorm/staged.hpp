@@ -13,8 +13,10 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <unsupported/Eigen/CXX11/Tensor>
 #include <utility>
+#include <vector>
 
 #include "config.hpp"
 #include "detail/checks.hpp"
@@ -163,6 +165,10 @@ struct Cache {
   Tensor4<T> xhat;     ///< step 7: xmu * ivar
   Tensor4<T> gammax;   ///< step 8: gamma * xhat
   Tensor4<T> out;      ///< step 9: gammax + beta, the output y
+  /// The forward's x extents as its view gave them: (N, C, H, W), or (N, C, L) and
+  /// (N, C, D, H, W) for the rank-3 and rank-5 views, whose steps run on (N, C, 1, L) and
+  /// (N, C, D*H, W) (other_ranks.hpp). backward checks dy against them.
+  std::vector<index_t> extents;
 
   /// The forward's input shape, (N, C, H, W).
   Shape shape() const { return xmu.dimensions(); }
@@ -240,6 +246,7 @@ Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyna
   bnorm::detail::check_training_count(x);
   Cache<T> k;
   k.eps = static_cast<T>(eps);
+  k.extents.assign(x.extents().begin(), x.extents().end());
   if (x.size() == 0) {  // statistics of no values: 0, as the fused variant reports them
     k.mu = detail::vector_or(Eigen::Array<T, Eigen::Dynamic, 1>(), x.c(), T(0));
     k.var = k.mu;
@@ -274,6 +281,7 @@ Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyn
   Cache<T> k;
   k.batch_statistics = false;
   k.eps = static_cast<T>(eps);
+  k.extents.assign(x.extents().begin(), x.extents().end());
   k.mu = detail::vector_or(running_mean, x.c(), T(0));
   k.var = detail::vector_or(running_var, x.c(), T(1));
   if (x.size() == 0) {
@@ -326,15 +334,29 @@ void backward_steps(const Cache<T>& k, const Tensor1<T>& gamma, NCHWView<const T
   }
 }
 
-template <class T>
-void check_backward(const Cache<T>& k, const NCHWView<const T>& dy, const NCHWView<T>& dx,
+/// backward's checks of dy and dx (views of any rank) and of the gradient arrays.
+template <class T, template <class> class V>
+void check_backward(const Cache<T>& k, const V<const T>& dy, const V<T>& dx,
                     const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
                     const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
-  const Shape s = k.shape();
-  bnorm::detail::check_shape("dy", dy, {s[0], s[1], s[2], s[3]}, "the shape of the forward's x");
+  bnorm::detail::require(
+      std::equal(k.extents.begin(), k.extents.end(), dy.extents().begin(), dy.extents().end()),
+      "dy has shape ", bnorm::detail::shape_string(dy.extents()), ", expected ",
+      bnorm::detail::shape_string(k.extents), " (the shape of the forward's x)");
   bnorm::detail::check_same_shape("dx", dx, "dy", dy);
   bnorm::detail::check_backward_output(dy, dx);
   bnorm::detail::check_distinct_arrays("dweight", dweight, "dbias", dbias);
+}
+
+/// The weight given to backward: C elements or none, and not a gradient array.
+template <class T>
+void check_backward_weight(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                           const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                           const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  if (weight.size() != 0)
+    bnorm::detail::check_size("weight", weight.size(), k.channels(), "the channels of x");
+  bnorm::detail::check_distinct_arrays("dweight", dweight, "weight", weight);
+  bnorm::detail::check_distinct_arrays("dbias", dbias, "weight", weight);
 }
 
 }  // namespace detail
@@ -359,10 +381,7 @@ void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weigh
               NCHWView<const T> dy, NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
               Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
   detail::check_backward(k, dy, dx, dweight, dbias);
-  if (weight.size() != 0)
-    bnorm::detail::check_size("weight", weight.size(), k.channels(), "the channels of x");
-  bnorm::detail::check_distinct_arrays("dweight", dweight, "weight", weight);
-  bnorm::detail::check_distinct_arrays("dbias", dbias, "weight", weight);
+  detail::check_backward_weight(k, weight, dweight, dbias);
   detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), dy, dx, dweight, dbias);
 }
 

@@ -16,9 +16,7 @@
 #include "../config.hpp"
 #include "../nchw_view.hpp"
 
-#ifndef BNORM_NO_STAGED
-#include "../staged.hpp"
-#endif
+#include "../other_ranks.hpp"  // staged.hpp and its functions over NCLView and NCDHWView
 
 /// Open and close the inline namespace bnorm::no_staged (or nothing without BNORM_NO_STAGED)
 /// around every class whose layout depends on the macro: BatchNorm2d, SyncBatchNorm2d and the
@@ -35,26 +33,29 @@ namespace bnorm::detail {
 
 #ifndef BNORM_NO_STAGED
 
-/// The staged variant as BatchNorm2d calls it.
+/// The staged variant as BatchNorm calls it, for every view kind.
 template <class T>
 struct StagedBackend {
   static constexpr bool available = true;
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   using Cache = staged::Cache<T>;
 
-  static Cache forward_training(NCHWView<const T> x, const Array& weight, const Array& bias,
-                                double eps, NCHWView<T> y) {
-    return staged::forward_training(x, weight, bias, eps, y);
+  template <template <class> class V>
+  static Cache forward_training(V<const T> x, const Array& weight, const Array& bias, double eps,
+                                V<T> y) {
+    return staged::forward_training<T>(x, weight, bias, eps, y);
   }
-  static Cache forward_inference(NCHWView<const T> x, const Array& weight, const Array& bias,
+  template <template <class> class V>
+  static Cache forward_inference(V<const T> x, const Array& weight, const Array& bias,
                                  const Array& running_mean, const Array& running_var, double eps,
-                                 NCHWView<T> y) {
-    return staged::forward_inference(x, weight, bias, running_mean, running_var, eps, y);
+                                 V<T> y) {
+    return staged::forward_inference<T>(x, weight, bias, running_mean, running_var, eps, y);
   }
   /// Backward with the module's weight as it is now (not the forward's), as fused does.
-  static void backward(const Cache& k, const Array& weight, NCHWView<const T> dy, NCHWView<T> dx,
-                       Array& dweight, Array& dbias) {
-    staged::backward(k, weight, dy, dx, dweight, dbias);
+  template <template <class> class V>
+  static void backward(const Cache& k, const Array& weight, V<const T> dy, V<T> dx, Array& dweight,
+                       Array& dbias) {
+    staged::backward<T>(k, weight, dy, dx, dweight, dbias);
   }
   /// The batch mean (step 1) and biased variance (step 4) of a training forward, in double.
   static Eigen::ArrayXd mean(const Cache& k) { return to_double(k.mu); }
@@ -80,16 +81,19 @@ struct StagedBackend {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   struct Cache {};
 
-  [[noreturn]] static Cache forward_training(NCHWView<const T>, const Array&, const Array&, double,
-                                             NCHWView<T>) {
+  template <class X, class Y>
+  [[noreturn]] static Cache forward_training(const X&, const Array&, const Array&, double,
+                                             const Y&) {
     unavailable();
   }
-  [[noreturn]] static Cache forward_inference(NCHWView<const T>, const Array&, const Array&,
-                                              const Array&, const Array&, double, NCHWView<T>) {
+  template <class X, class Y>
+  [[noreturn]] static Cache forward_inference(const X&, const Array&, const Array&, const Array&,
+                                              const Array&, double, const Y&) {
     unavailable();
   }
-  [[noreturn]] static void backward(const Cache&, const Array&, NCHWView<const T>, NCHWView<T>,
-                                    Array&, Array&) {
+  template <class X, class Y>
+  [[noreturn]] static void backward(const Cache&, const Array&, const X&, const Y&, Array&,
+                                    Array&) {
     unavailable();
   }
   [[noreturn]] static Eigen::ArrayXd mean(const Cache&) { unavailable(); }
