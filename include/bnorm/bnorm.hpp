@@ -7,6 +7,7 @@
 /// - bnorm::BatchNorm1d, BatchNorm2d, BatchNorm3d: the torch.nn modules over either variant
 ///   (other_ranks.hpp: the free functions over NCLView and NCDHWView).
 /// - bnorm::nchw_view: NCHWView adapters for Eigen::Tensor and Eigen::TensorMap (eigen.hpp).
+/// - bnorm::fold_into: an eval BatchNorm folded into the conv or linear layer before it.
 /// MPI's SyncBatchNorm1d, 2d and 3d live in <bnorm/mpi.hpp>, which this header does not include.
 ///
 /// Defining BNORM_NO_STAGED before including leaves out staged.hpp and eigen.hpp, the two
@@ -20,6 +21,7 @@
 
 #include "batch_norm.hpp"
 #include "config.hpp"
+#include "fold.hpp"
 #include "fused.hpp"
 #include "nchw_view.hpp"
 #include "other_ranks.hpp"
