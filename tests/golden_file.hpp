@@ -1,5 +1,6 @@
-// Reader of the PyTorch golden file tests/golden/golden.txt (format in tests/golden/README.md),
-// shared by the golden replay (test_golden.cpp) and the bnorm_npy end-to-end test.
+// Reader of the PyTorch golden files tests/golden/golden.txt and golden_ranks.txt (format in
+// tests/golden/README.md), shared by the golden replay (test_golden.cpp) and the bnorm_npy
+// end-to-end test.
 #pragma once
 
 #include <fstream>
@@ -14,13 +15,15 @@ namespace bnorm_test {
 
 struct GoldenStep {
   bool train = true;
-  Shape shape{};
+  Shape shape{};                 // the NCHW face: (N, C, 1, L), (N, C, D*H, W) for 1d and 3d
+  std::vector<index_t> extents;  // the module's own input extents (1d and 3d cases)
   std::map<std::string, std::vector<double>> data;  // x, dy, y, dx, dweight, ...
   long long batches = 0;
 };
 
 struct GoldenCase {
   std::string name, dtype;
+  std::string module = "2d";  // 1d, 2d or 3d: torch.nn.BatchNorm1d, 2d, 3d
   bnorm::Options options;
   index_t features = 0;
   std::vector<double> weight, bias;
@@ -52,6 +55,14 @@ inline std::vector<GoldenCase> load_golden(const std::string& path) {
     } else if (key == "case") {
       cases.emplace_back();
       in >> cases.back().name;
+    } else if (key == "module") {
+      in >> cases.back().module;
+    } else if (key == "extents") {
+      std::size_t rank = 0;
+      in >> rank;
+      auto& extents = cases.back().steps.back().extents;
+      extents.resize(rank);
+      for (index_t& e : extents) in >> e;
     } else if (key == "dtype") {
       in >> cases.back().dtype;
     } else if (key == "options") {

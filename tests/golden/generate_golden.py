@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Generate tests/golden/golden.txt: reference BatchNorm2d results from PyTorch.
+"""Generate tests/golden/golden.txt: reference BatchNorm2d results from PyTorch, and
+tests/golden/golden_ranks.txt: BatchNorm1d and BatchNorm3d ones.
 
 Run with Debian's python, where python3-torch is installed:
 
-    /usr/bin/python3 tests/golden/generate_golden.py
+    /usr/bin/python3 tests/golden/generate_golden.py          # golden.txt
+    /usr/bin/python3 tests/golden/generate_golden.py ranks    # golden_ranks.txt
 
 The output is a whitespace-token text file (format in tests/golden/README.md).
 Inputs come from seeded NumPy generators (one per case), so the file is
@@ -25,6 +27,7 @@ except ImportError as exc:  # pragma: no cover
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "golden.txt")
+OUT_RANKS = os.path.join(HERE, "golden_ranks.txt")  # `generate_golden.py ranks`
 FORMAT_VERSION = 1
 
 TRAIN_STEPS = 3
@@ -37,9 +40,21 @@ def fmt(values, dtype):
     return " ".join(spec % float(v) for v in arr.reshape(-1))
 
 
+def face(shape):
+    """The NCHW face of a BatchNorm1d/2d/3d input shape: (N, C, 1, L), (N, C, H, W),
+    (N, C, D*H, W); the values keep their contiguous order."""
+    if len(shape) == 2:
+        return (shape[0], shape[1], 1, 1)
+    if len(shape) == 3:
+        return (shape[0], shape[1], 1, shape[2])
+    if len(shape) == 5:
+        return (shape[0], shape[1], shape[2] * shape[3], shape[4])
+    return tuple(shape)
+
+
 def tensor_record(key, t, dtype):
     a = t.detach().cpu().numpy()
-    n, c, h, w = a.shape
+    n, c, h, w = face(a.shape)
     return "%s %d %d %d %d %s" % (key, n, c, h, w, fmt(a, dtype))
 
 
@@ -47,18 +62,23 @@ def vector_record(key, t, dtype):
     return "%s %s" % (key, fmt(t.detach().cpu().numpy(), dtype))
 
 
+MODULES = {"1d": torch.nn.BatchNorm1d, "2d": torch.nn.BatchNorm2d, "3d": torch.nn.BatchNorm3d}
+
+
 def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
              affine=True, track=True, seed=0,
-             steps=("train",) * TRAIN_STEPS + ("eval",) * EVAL_STEPS):
-    n, c, h, w = shape
+             steps=("train",) * TRAIN_STEPS + ("eval",) * EVAL_STEPS, module="2d"):
+    c = shape[1]
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     npdtype = np.float64 if dtype == "float64" else np.float32
     rng = np.random.RandomState(seed)
     torch.manual_seed(seed)
 
-    bn = torch.nn.BatchNorm2d(c, eps=eps, momentum=momentum, affine=affine,
-                              track_running_stats=track).to(tdtype)
+    bn = MODULES[module](c, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track).to(tdtype)
     lines.append("case %s" % name)
+    if module != "2d":
+        lines.append("module %s" % module)
     lines.append("dtype %s" % dtype)
     lines.append("options eps %s momentum %s affine %d track %d" % (
         "%.17g" % eps, "none" if momentum is None else "%.17g" % momentum,
@@ -75,8 +95,9 @@ def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
 
     # Per-channel offset and scale, fixed for the case, so running stats converge
     # towards something recognisable and channels differ from each other.
-    offset = rng.uniform(-5.0, 5.0, size=(1, c, 1, 1))
-    scale = rng.uniform(0.5, 3.0, size=(1, c, 1, 1))
+    per_channel = (1, c) + (1,) * (len(shape) - 2)
+    offset = rng.uniform(-5.0, 5.0, size=per_channel)
+    scale = rng.uniform(0.5, 3.0, size=per_channel)
 
     for mode in steps:
         bn.train(mode == "train")
@@ -91,6 +112,8 @@ def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
         y.backward(dy)
 
         lines.append("step %s" % mode)
+        if module != "2d":
+            lines.append("extents %d %s" % (len(shape), " ".join(str(e) for e in shape)))
         lines.append(tensor_record("x", x, dtype))
         lines.append(tensor_record("dy", dy, dtype))
         lines.append(tensor_record("y", y, dtype))
@@ -106,10 +129,36 @@ def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
     lines.append("endcase")
 
 
+def other_ranks(lines):
+    """BatchNorm1d on (N, C) and (N, C, L) inputs, BatchNorm3d on (N, C, D, H, W)."""
+    seed = 2000
+    cases = [("1d", (6, 3)), ("1d", (4, 3, 5)), ("1d", (2, 5, 1)), ("3d", (2, 3, 2, 3, 4)),
+             ("3d", (1, 2, 3, 1, 5))]
+    for i, (module, shape) in enumerate(cases):
+        for affine, track, momentum, eps, tag in ((True, True, 0.1, 1e-5, "m01"),
+                                                  (False, True, None, 1e-3, "mnone_eps1e-3"),
+                                                  (True, False, 0.1, 1e-5, "m01")):
+            seed += 1
+            name = "bn%s_affine%d_track%d_%s_%s" % (module, int(affine), int(track), tag,
+                                                    "x".join(str(e) for e in shape))
+            run_case(lines, name, shape, eps=eps, momentum=momentum, affine=affine,
+                     track=track, seed=seed, module=module)
+    seed += 1
+    run_case(lines, "bn1d_float32_affine1_track1_m01_8x4x3", (8, 4, 3), dtype="float32",
+             seed=seed, module="1d")
+    seed += 1
+    run_case(lines, "bn3d_float32_affine1_track1_m01_2x3x2x3x4", (2, 3, 2, 3, 4),
+             dtype="float32", seed=seed, module="3d")
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     lines = ["bnorm-golden %d" % FORMAT_VERSION, "torch %s" % torch.__version__]
+    if sys.argv[1:] == ["ranks"]:
+        other_ranks(lines)
+        write(lines, OUT_RANKS)
+        return
 
     seed = 1000
     shapes = [(2, 3, 4, 5), (3, 2, 3, 1), (1, 4, 2, 3), (2, 3, 4, 5)]
@@ -141,12 +190,16 @@ def main():
     run_case(lines, "float32_affine1_track1_m01_2x3x4x5", (2, 3, 4, 5), dtype="float32",
              momentum=0.1, affine=True, track=True, seed=seed)
 
-    with open(OUT, "w") as f:
+    write(lines, OUT)
+
+
+def write(lines, out):
+    with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
-    size = os.path.getsize(OUT)
+    size = os.path.getsize(out)
     ncases = sum(1 for l in lines if l.startswith("case "))
     nsteps = sum(1 for l in lines if l.startswith("step "))
-    print("wrote %s: %d bytes, %d cases, %d steps, torch %s" % (OUT, size, ncases, nsteps, torch.__version__))
+    print("wrote %s: %d bytes, %d cases, %d steps, torch %s" % (out, size, ncases, nsteps, torch.__version__))
     if size >= 1 << 20:
         sys.exit("golden.txt is larger than 1 MB")
 
