@@ -63,7 +63,13 @@ class NchwFace {
 
   explicit NchwFace(const NCDHWView<T>& v) {
     const auto e = face_extents(v);
-    if (v.d() <= 1 || v.h() <= 1 || v.stride(2) == v.h() * v.stride(3)) {
+    // stride_d == H * stride_h, tested without forming the product: an empty view's strides
+    // are not bounded by its (zero) size, so H * stride_h could overflow.
+    const index_t sh = v.stride(3);
+    const bool merge =
+        v.d() <= 1 || v.h() <= 1 ||
+        (sh == 0 ? v.stride(2) == 0 : v.stride(2) % sh == 0 && v.stride(2) / sh == v.h());
+    if (merge) {
       const index_t sdh = v.h() > 1 ? v.stride(3) : v.stride(2);
       view_ = NCHWView<T>(v.data(), e, {v.stride(0), v.stride(1), sdh, v.stride(4)});
       return;
