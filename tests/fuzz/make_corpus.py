@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the fuzz target (tests/fuzz/corpus/*.bin).
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/*.bin for fuzz_bnorm.cpp (the
+2-d API) and tests/fuzz/corpus_ranks/*.bin for fuzz_ranks.cpp (BatchNorm1d/3d, fold_into).
 
-Each seed is a scenario spelled in the target's input format (fuzz_bnorm.cpp reads bytes front
-to back, zeros once the input ends): a header (type, num_features, eps, momentum, flags), then
+Each seed is a scenario spelled in its target's input format (the targets read bytes front to
+back, zeros once the input ends): a header (type, num_features, eps, momentum, flags), then
 steps. The seeds reach every path quickly; libFuzzer mutates them from there.
 
-    python3 tests/fuzz/make_corpus.py        # rewrites tests/fuzz/corpus/seed-*.bin
+    python3 tests/fuzz/make_corpus.py        # rewrites both directories' seed-*.bin
 """
 import pathlib
 
@@ -176,15 +177,166 @@ SEEDS = {
 }
 
 
-def main():
-    out = pathlib.Path(__file__).resolve().parent / "corpus"
+# --- fuzz_ranks.cpp: tables and readers of its input, in the order the target reads ---------
+R_FEATURES = [1, 2, 3, 4, 5, 8, 17, 0, -1]
+R_MOMENTUM = ["0.1", "none", "0", "1", "-0.5", "1.5"]
+R_EPS = ["1e-5", "1e-3", "0", "1", "-1", "nan"]
+R_MODULE, R_FREE, R_TRAIN, R_PARAMETER, R_FOLD = range(5)
+CONTIGUOUS, CHANNELS_LAST, CROPPED, RAW = range(4)
+R_OWN, R_OWN_INSIDE, R_IN_PLACE, R_SHIFTED = 0, 4, 5, 6  # output placements
+WEIGHT, BIAS, RUNNING_MEAN, RUNNING_VAR = range(4)
+
+
+def r_header(dtype="float", rank=3, isa=0, features=3, momentum="0.1", eps="1e-5", affine=True,
+             track=True):
+    head = (1 if dtype == "double" else 0) | (2 if rank == 5 else 0) | isa << 2
+    return [head, R_FEATURES.index(features), R_MOMENTUM.index(momentum),
+            (0 if affine else 1) | (0 if track else 2), R_EPS.index(eps)]
+
+
+def r_extents(n, spatial, c=None, nc=False):
+    """N and the spatial extents; C is the call's unless c is given. nc: BatchNorm1d's (N, C)."""
+    flags = (0 if c is not None else 1) | (0x18 if nc else 0)
+    return [flags, n, 0] + list(spatial) + ([c] if c is not None else [])
+
+
+def r_layout(form=CONTIGUOUS, pad=1, strides=()):
+    return [form] + ([pad - 1] if form == CROPPED else []) + (list(strides) if form == RAW else [])
+
+
+def r_input(layout=None):
+    return [0] + (layout or r_layout())
+
+
+def r_output(how=R_OWN, which=0, shift=1, layout=None, grow=0):
+    """which: the input it is placed by (0: x or dy, 1: x for dx); grow >= 232: a mismatch."""
+    out = [grow, how, which, shift - 1]
+    return out if how in (R_IN_PLACE, R_SHIFTED) else out + (layout or r_layout())
+
+
+def r_values(seed, regime=0):
+    return [seed >> 8 & 255, seed & 255, regime]
+
+
+def r_backward(dy=None, dx=None, data=None, grow=0):
+    return [grow] + r_input(dy) + (data or r_values(2)) + (dx or r_output())
+
+
+def r_call(extents, x=None, y=None, data=None, backward=None, free=None):
+    """free: None for the modules, else (channels, sizes, eps, batch) of the free functions."""
+    step = [R_FREE, free[0] - 1] if free else [R_MODULE]
+    step += extents + r_input(x) + (y or r_output()) + (data or r_values(1))
+    step += [free[1] if free else 0, 1 if backward else 0]
+    if free:
+        step += [0, 11, 0, 12, 0, 13, 0, 14, R_EPS.index(free[2]), 1 if free[3] else 0]
+    return step + (backward or [])
+
+
+def r_fold(affine=True, track=True, eps=True, rows=None, cols=3, bias="C", pad=0, wrong=0, c=3):
+    kind = {"none": 0, "C": 1, "other": 2}[bias]
+    f = (0 if affine else 1) | (0 if track else 2) | (4 if eps else 0)
+    f |= 8 if rows is not None else 0
+    step = [R_FOLD, f | kind << 4 | pad << 6, wrong, c - 1, 0, 21, 0, 22, 0, 23, 0, 24]
+    step += ([rows] if rows is not None else []) + [cols] + ([4] if kind == 2 else [])
+    return step + [0, 25, 0, 26]
+
+
+NCDHW = (2, 3, 3)
+RANKS_SEEDS = {
+    "nc-train-eval-float": r_header() + r_call(r_extents(4, [1], nc=True), backward=r_backward())
+    + [R_TRAIN, 0] + r_call(r_extents(3, [1], nc=True), backward=r_backward()),
+    "ncl-channels-last-double": r_header("double", features=5)
+    + r_call(r_extents(3, [6]), r_layout(CHANNELS_LAST), r_output(layout=r_layout(CHANNELS_LAST)),
+             backward=r_backward(r_layout(CHANNELS_LAST))),
+    "ncdhw-cropped-float": r_header(rank=5, features=2)
+    + r_call(r_extents(2, NCDHW), r_layout(CROPPED), r_output(layout=r_layout(CROPPED, 2)),
+             backward=r_backward(r_layout(CROPPED), r_output(layout=r_layout(CROPPED)))),
+    "ncdhw-in-place-double": r_header("double", rank=5, isa=1, features=4)
+    + r_call(r_extents(2, NCDHW), r_layout(CHANNELS_LAST), r_output(R_IN_PLACE),
+             backward=r_backward()) + [R_TRAIN, 0]
+    + r_call(r_extents(3, (3, 2, 1)), r_layout(CROPPED), r_output(R_IN_PLACE)),
+    "backward-dx-is-dy-cropped": r_header(rank=5)
+    + r_call(r_extents(2, NCDHW), backward=r_backward(r_layout(CROPPED), r_output(R_IN_PLACE))),
+    "backward-dx-is-x": r_header("double", isa=2)
+    + r_call(r_extents(3, [4]), backward=r_backward(dx=r_output(R_IN_PLACE, which=1))),
+    "interleaved-and-overlapping": r_header(features=2)
+    + r_call(r_extents(2, [2]), r_layout(CROPPED, 2), r_output(R_SHIFTED, shift=2),
+             backward=r_backward(r_layout(CROPPED, 2), r_output(R_SHIFTED, shift=2)))
+    + r_call(r_extents(2, [3]), y=r_output(R_SHIFTED, shift=3))
+    + r_call(r_extents(2, [3]), y=r_output(R_OWN_INSIDE, shift=2, layout=r_layout(CHANNELS_LAST))),
+    "raw-strides": r_header("double", rank=5, features=2)
+    + r_call(r_extents(2, (2, 2, 2)), r_layout(RAW, strides=[0, 1, 2, 0, 3]),
+             r_output(layout=r_layout(RAW, strides=[16, 8, 4, 2, 1])))
+    + r_call(r_extents(2, (1, 2, 1)), y=r_output(layout=r_layout(RAW, strides=[4, 1, 0, 2, 0])),
+             backward=r_backward(dx=r_output(layout=r_layout(RAW, strides=[4, 1, 7, 2, 5])))),
+    "shape-and-channel-mismatch": r_header()
+    + r_call(r_extents(2, [3]), y=r_output(grow=232 + 1))
+    + r_call(r_extents(2, [3], c=4))
+    + r_call(r_extents(2, [3]), backward=r_backward(grow=232 + 2))
+    + r_call(r_extents(2, [3]), backward=r_backward(dx=r_output(grow=232))),
+    "empty-huge-strides-ncdhw": r_header(rank=5)
+    + r_call(r_extents(0, NCDHW), r_layout(RAW, strides=[241, 242, 240, 1, 1]),
+             r_output(layout=r_layout(RAW, strides=[240, 1, 2, 1, 241])), backward=r_backward()),
+    "empty-huge-strides-ncl": r_header("double")
+    + r_call(r_extents(0, [3]), r_layout(RAW, strides=[242, 241, 240]),
+             free=(3, 0, "1e-5", True), backward=r_backward(r_layout(RAW, strides=[240, 0, 242]))),
+    "free-training-float": r_header(features=2)
+    + r_call(r_extents(3, [5], c=3), free=(3, 0, "1e-5", True),
+             backward=r_backward(dx=r_output(R_IN_PLACE))),
+    "free-inference-double": r_header("double", rank=5)
+    + r_call(r_extents(2, NCDHW, c=2), r_layout(CROPPED), free=(2, 0, "1e-3", False),
+             backward=r_backward(r_layout(CHANNELS_LAST))),
+    "free-no-affine-and-errors": r_header(rank=5)
+    + r_call(r_extents(2, NCDHW, c=3), free=(3, 16, "0", True), backward=r_backward())
+    + r_call(r_extents(2, [1, 2, 2], c=3), free=(3, 1 | 2 << 5, "1e-5", True))
+    + r_call(r_extents(2, [1, 2, 2], c=3), free=(3, 4 | 1 << 5, "1e-5", False))
+    + r_call(r_extents(2, [1, 2, 2], c=3), free=(3, 0, "nan", True))
+    + r_call(r_extents(1, [1, 1, 1], c=3), free=(3, 0, "1e-5", True)),
+    "free-dx-overlaps-x": r_header(features=2)
+    + r_call(r_extents(2, [4], c=2), free=(2, 0, "1e-5", True),
+             backward=r_backward(dx=r_output(R_SHIFTED, which=1, shift=2))),
+    "fold-valid": r_header() + r_fold() + r_fold(cols=4, pad=2, c=5)
+    + r_fold(bias="none", affine=False, c=2) + r_fold(cols=0, eps=False),
+    "fold-errors": r_header("double", rank=5) + r_fold(track=False) + r_fold(rows=2, c=3)
+    + r_fold(bias="other") + r_fold(wrong=1 | 2 << 5) + r_fold(wrong=8 | 1 << 5),
+    "wrong-parameter-then-fixed": r_header()
+    + [R_PARAMETER, WEIGHT | 4, 2, 0, 31] + r_call(r_extents(2, [3]))
+    + [R_PARAMETER, WEIGHT, 0, 0, 32] + [R_PARAMETER, RUNNING_VAR | 4, 1, 0, 33] + [R_TRAIN, 0]
+    + r_call(r_extents(2, [3])) + [R_PARAMETER, RUNNING_VAR, 0, 0, 34]
+    + r_call(r_extents(2, [3]), backward=r_backward()),
+    "nan-and-inf": r_header("double", features=2)
+    + r_call(r_extents(3, [3]), data=r_values(5, 0xF3),
+             backward=r_backward(data=r_values(6, 0xF0))),
+    "large-offsets-float": r_header(rank=5, features=3)
+    + r_call(r_extents(4, NCDHW), data=r_values(7, 3), backward=r_backward())
+    + r_call(r_extents(4, (3, 3, 3)), r_layout(CROPPED), data=r_values(8, 1),
+             backward=r_backward()),
+    "cumulative-untracked-eval": r_header(momentum="none", track=False)
+    + r_call(r_extents(2, [2])) + r_call(r_extents(2, [2])) + [R_TRAIN, 0]
+    + r_call(r_extents(2, [2]), backward=r_backward()),
+    "no-affine-eps0-constant": r_header("double", affine=False, eps="0")
+    + r_call(r_extents(3, [2]), data=r_values(9, 2), backward=r_backward()),
+    "one-value-per-channel": r_header(features=2) + r_call(r_extents(1, [1]))
+    + [R_TRAIN, 0] + r_call(r_extents(1, [1]), backward=r_backward()),
+    "bad-options": r_header(eps="nan") + r_call(r_extents(2, [2])),
+    "bad-momentum": r_header("double", rank=5, momentum="1.5"),
+}
+
+
+def write(directory, seeds):
+    out = pathlib.Path(__file__).resolve().parent / directory
     out.mkdir(exist_ok=True)
     for old in out.glob("seed-*.bin"):
         old.unlink()
-    for i, (name, data) in enumerate(SEEDS.items()):
+    for i, (name, data) in enumerate(seeds.items()):
         assert all(0 <= b <= 255 for b in data), name
         (out / f"seed-{i:02d}-{name}.bin").write_bytes(bytes(data))
-    print(f"wrote {len(SEEDS)} seeds to {out}")
+    print(f"wrote {len(seeds)} seeds to {out}")
+
+
+def main():
+    write("corpus", SEEDS)
+    write("corpus_ranks", RANKS_SEEDS)
 
 
 if __name__ == "__main__":
