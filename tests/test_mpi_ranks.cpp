@@ -257,43 +257,5 @@ TYPED_TEST(SyncOtherRanks, OneRanksWrongChannelCountIsEveryRanksError) {
   wrong_channels_on_one_rank<T, NCDHWView, bnorm::mpi::SyncBatchNorm3d<T>>({2, 3, 2, 3, 4});
 }
 
-/// On ranks other than 0: prints only failures, prefixed with the rank.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::printf("[rank %d] %s:%d: Failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
-                  r.line_number(), r.summary());
-  }
-  void OnTestEnd(const ::testing::TestInfo& info) override {
-    if (info.result()->Failed())
-      std::printf("[rank %d] FAILED %s.%s\n", rank_, info.test_suite_name(), info.name());
-    std::fflush(stdout);
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 }  // namespace bnorm_test
-
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  const int rank = bnorm_test::world_rank(), ranks = bnorm_test::world_size();
-  auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-  if (rank != 0) {
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new bnorm_test::RankFailurePrinter(rank));
-  }
-  const int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (rank == 0)
-    std::printf("[mpi] %d rank%s: %s\n", ranks, ranks == 1 ? "" : "s",
-                any ? "FAILED (see the ranks' failures above)" : "passed on every rank");
-  MPI_Finalize();
-  return any;
-}
