@@ -38,6 +38,17 @@ inline std::ostream& operator<<(std::ostream& out, Variant v) {
   return out << (v == Variant::staged ? "staged" : "fused");
 }
 
+/// The activation a BatchNorm module applies to its output (fused into the same sweep).
+enum class Activation {
+  none,  ///< y = BN(x) (+ residual)
+  relu,  ///< y = max(BN(x) (+ residual), 0); NaN stays NaN
+};
+
+/// Writes "none" or "relu".
+inline std::ostream& operator<<(std::ostream& out, Activation a) {
+  return out << (a == Activation::relu ? "relu" : "none");
+}
+
 /// Options of BatchNorm2d, named and defaulted as in torch.nn.BatchNorm2d.
 struct Options {
   /// Added to the variance before the square root: invstd = 1 / sqrt(var + eps).
@@ -51,6 +62,9 @@ struct Options {
   bool track_running_stats = true;
   /// Implementation used by the module.
   Variant variant = Variant::fused;
+  /// Applied to the output: y = act(BN(x)), or act(BN(x) + residual) with forward(x, residual,
+  /// y). Not an option of torch.nn.BatchNorm2d: F.relu after it, fused here.
+  Activation activation = Activation::none;
 };
 
 namespace detail {

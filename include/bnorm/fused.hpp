@@ -50,7 +50,7 @@ BatchStatistics forward_training(NCHWView<const T> x,
                                  NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
-  return bnorm::detail::passes<T>().forward_training(x, weight, bias, eps, y);
+  return bnorm::detail::passes<T>().forward_training(x, weight, bias, eps, y, {});
 }
 
 /// Inference forward: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
@@ -66,7 +66,8 @@ void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
-  bnorm::detail::passes<T>().forward_inference(x, weight, bias, running_mean, running_var, eps, y);
+  bnorm::detail::passes<T>().forward_inference(x, weight, bias, running_mean, running_var, eps, y,
+                                               {});
 }
 
 /// Training backward, closed form. With g = dy, per channel:

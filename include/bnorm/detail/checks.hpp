@@ -295,4 +295,23 @@ void check_backward_args(const View<const T>& x, const View<const T>& dy,
   check_no_partial_overlap("dx", dx, "x", x);
   if (w.size() != 0) check_size("weight", w.size(), x.c(), "the channels of x");
 }
+/// A residual has x's shape; y either shares no element with it or is exactly it.
+template <template <class> class View, class T>
+void check_residual(const View<const T>& x, const View<const T>& residual, const View<T>& y) {
+  check_same_shape("residual", residual, "x", x);
+  check_no_partial_overlap("y", y, "residual", residual);
+}
+
+/// dresidual, a second output of a backward: dy's shape, a unique layout, no element shared
+/// with dx, and either none shared with dy or exactly dy.
+template <template <class> class View, class T>
+void check_dresidual(const View<const T>& dy, const View<T>& dx, const View<T>& dresidual) {
+  check_same_shape("dresidual", dresidual, "dy", dy);
+  check_unique_layout("dresidual", dresidual);
+  check_no_partial_overlap("dresidual", dresidual, "dy", dy);
+  check_no_partial_overlap("dresidual", dresidual, "dx", dx);
+  require(!same_view(dresidual, dx) || dresidual.size() == 0,
+          "dresidual and dx are the same view, expected two outputs that share no element");
+}
+
 }  // namespace bnorm::detail

@@ -105,21 +105,30 @@
 
 namespace bnorm::detail {
 
+/// What a forward applies to BN(x) before it writes y: y = act(BN(x) + residual), the residual
+/// when given (a view of x's shape), the activation always (none: y = BN(x) + residual).
+template <class T>
+struct Epilogue {
+  Activation activation = Activation::none;
+  const NCHWView<const T>* residual = nullptr;
+};
+
 /// One kernel set's entry points of the whole passes: the fused variant after validation
 /// (fused.hpp), and the running buffers' update (batch_norm.hpp).
 template <class T>
 struct Passes {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   fused::BatchStatistics (*forward_training)(NCHWView<const T>, const Array&, const Array&, double,
-                                             NCHWView<T>);
+                                             NCHWView<T>, const Epilogue<T>&);
   void (*forward_inference)(NCHWView<const T>, const Array&, const Array&, const Array&,
-                            const Array&, double, NCHWView<T>);
+                            const Array&, double, NCHWView<T>, const Epilogue<T>&);
   void (*backward)(NCHWView<const T>, NCHWView<const T>, const Array&,
                    const fused::BatchStatistics&, NCHWView<T>, Array&, Array&);
   void (*backward_inference)(NCHWView<const T>, NCHWView<const T>, const Array&, const Array&,
                              const Array&, double, NCHWView<T>, Array&, Array&);
   void (*update_running)(Array&, Array&, const Eigen::ArrayXd&, const Eigen::ArrayXd&, double,
                          double);
+  void (*relu_gate)(NCHWView<const T>, NCHWView<const T>, NCHWView<T>);
 };
 
 /// One kernel set's pieces of the split API (the distributed passes). A table of its own, so

@@ -4,12 +4,13 @@
 /// BNORM_DETAIL_INSTANCES(KIND, T) expands to one explicit instantiation per public free
 /// function of bnorm::fused (and of bnorm::staged unless BNORM_NO_STAGED), where KIND is
 /// `template` (a definition: <bnorm/instantiate.hpp>) or `extern template` (a declaration:
-/// <bnorm/bnorm.hpp> with BNORM_EXTERN_TEMPLATES). Keep it in step with fused.hpp and staged.hpp:
-/// a signature that no longer matches fails to compile in tests/instances.cpp.
+/// <bnorm/bnorm.hpp> with BNORM_EXTERN_TEMPLATES). Keep it in step with fused.hpp, activation.hpp
+/// and staged.hpp: a signature that no longer matches fails to compile in tests/instances.cpp.
 #pragma once
 
 #include <Eigen/Core>
 
+#include "../activation.hpp"
 #include "../fused.hpp"
 #include "../nchw_view.hpp"
 #ifndef BNORM_NO_STAGED
@@ -49,7 +50,23 @@
                                              double);                                              \
   KIND void bnorm::fused::parameter_gradients<T>(                                                  \
       const bnorm::fused::BatchStatistics&, const bnorm::fused::GradientSums&, bool,               \
-      BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T));
+      BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T));                                       \
+  KIND bnorm::fused::BatchStatistics bnorm::fused::forward_training<T>(                            \
+      bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),                   \
+      BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>, bnorm::Activation);                       \
+  KIND bnorm::fused::BatchStatistics bnorm::fused::forward_training<T>(                            \
+      bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T), double,              \
+      bnorm::NCHWView<T>, bnorm::Activation);                                                      \
+  KIND void bnorm::fused::forward_inference<T>(bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, \
+                                               BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T),       \
+                                               BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T),       \
+                                               double, bnorm::NCHWView<T>, bnorm::Activation);     \
+  KIND void bnorm::fused::forward_inference<T>(bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),    \
+                                               BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T),       \
+                                               BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>,  \
+                                               bnorm::Activation);                                 \
+  KIND void bnorm::fused::relu_backward<T>(bnorm::NCHWView<const T>, bnorm::NCHWView<const T>,     \
+                                           bnorm::NCHWView<T>);
 
 #ifndef BNORM_NO_STAGED
 #define BNORM_DETAIL_STAGED_INSTANCES(KIND, T)                                                   \

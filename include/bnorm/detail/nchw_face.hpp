@@ -53,6 +53,9 @@ class NchwFace {
  public:
   using value_type = std::remove_const_t<T>;
 
+  /// An NCHW view is its own face.
+  explicit NchwFace(const NCHWView<T>& v) : view_(v) {}
+
   explicit NchwFace(const NCLView<T>& v) {
     // H has extent 1, so its stride is never used; L * stride_l keeps the layout tests of a
     // contiguous or channels-last view true (0 if it would not fit).

@@ -20,6 +20,7 @@
 #include "interleaved.hpp"
 #include "plan.hpp"
 #include "moments.hpp"
+#include "activation.hpp"
 #include "normalise.hpp"
 #include "gradients.hpp"
 #include "passes.hpp"

@@ -280,3 +280,32 @@ void scale_rows(const NCHWView<const T>& dy, const NCHWView<T>& dx, index_t c0, 
   });
   if (stream) streaming_fence();
 }
+
+/// g = y <= 0 ? 0 : dy on channels [c0, c1), images [n0, n1): the backward of relu over its
+/// output y.
+template <class T>
+void relu_gate_rows(const NCHWView<const T>& y, const NCHWView<const T>& dy, const NCHWView<T>& g,
+                    index_t c0, index_t c1, index_t n0, index_t n1, bool stream) {
+#if defined(BNORM_HAVE_PACKS)
+  {
+    const ChannelConstants<T, 0> none;  // (loops over the constants test j != K: K is 0)
+    // g = y <= 0 ? 0 : dy
+    const auto gate = [](const auto& yv, const auto& dyv) { return passed(yv, dyv); };
+    if (map_channels(c0, c1, n0, n1, stream, g, none, gate, y, dy)) return;
+  }
+#endif
+  const RowLayout layout(y, dy, g);
+  with_unit_rows(layout, [&](auto unit) {
+    constexpr bool U = decltype(unit)::value;
+    for_each_block_row<U>(
+        layout, c0, c1, n0, n1,
+        [&](index_t, auto yr, auto dyr, auto gr, index_t len) {
+          write_row(gr, len, stream, [&](index_t i0, index_t n, T* out) {
+            // g = y <= 0 ? 0 : dy
+            for (index_t i = 0; i < n; ++i) out[i] = passed(yr[i0 + i], dyr[i0 + i]);
+          });
+        },
+        y, dy, g);
+  });
+  if (stream) streaming_fence();
+}

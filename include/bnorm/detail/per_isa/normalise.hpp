@@ -27,7 +27,7 @@ template <class T, std::size_t K, class F>
 auto plane_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
   return [c0, &k, f](index_t c) {  // f by value: callers may pass a temporary formula
     std::array<T, K> kc;
-    for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
+    for (std::size_t j = 0; j != K; ++j) kc[j] = k[j][static_cast<std::size_t>(c - c0)];
     return with_constants(f, kc);
   };
 }
@@ -41,12 +41,12 @@ void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out
                      const ChannelConstants<T, K>& k, const F& f, const V&... in) {
   const Interleave il(out);
   ChannelConstants<T, K> lanes;
-  for (std::size_t j = 0; j < K; ++j) lanes[j] = il.spread<T>(k[j].data());
+  for (std::size_t j = 0; j != K; ++j) lanes[j] = il.spread<T>(k[j].data());
   map_pixels(
       0, il.period, n0, n1, stream, il.pseudo(out),
       [&](index_t cg) {
         std::array<Pack<T>, K> kc;
-        for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(lanes[j].data() + cg);
+        for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(lanes[j].data() + cg);
         return with_constants(f, kc);
       },
       il.pseudo(in)...);
@@ -55,7 +55,7 @@ void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out
       il, n0, n1,
       [&](index_t c, T* o, const auto*... src) {
         std::array<T, K> kc;
-        for (std::size_t j = 0; j < K; ++j) kc[j] = k[j][static_cast<std::size_t>(c)];
+        for (std::size_t j = 0; j != K; ++j) kc[j] = k[j][static_cast<std::size_t>(c)];
         *o = with_constants(f, kc)(*src...);
       },
       out, in...);
@@ -77,11 +77,11 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
         // A group's constants, lane j for channel cg + j; each pack permutes them to its lanes.
         const auto group = [&](index_t cg) {
           std::array<Pack<float>, K> kg;
-          for (std::size_t j = 0; j < K; ++j) kg[j] = load_pack(k[j].data() + (cg - c0));
+          for (std::size_t j = 0; j != K; ++j) kg[j] = load_pack(k[j].data() + (cg - c0));
           return [kg, &f](const PackPlanes& planes, const auto&... v) {
             const __m512i lanes = _mm512_load_si512(planes.lane);
             std::array<Pack<float>, K> kc;
-            for (std::size_t j = 0; j < K; ++j) {
+            for (std::size_t j = 0; j != K; ++j) {
               __m512 group_k;
               std::memcpy(&group_k, &kg[j].v, sizeof group_k);
               // the zero-masked form: the plain one trips a false GCC 12 -Wmaybe-uninitialized
@@ -109,7 +109,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
         c0, c1, n0, n1, stream, out,
         [&](index_t cg) {
           std::array<Pack<T>, K> kc;
-          for (std::size_t j = 0; j < K; ++j) kc[j] = load_pack(k[j].data() + (cg - c0));
+          for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(k[j].data() + (cg - c0));
           return with_constants(f, kc);
         },
         in...);
@@ -139,42 +139,69 @@ ChannelConstants<T, 3> normalise_constants(index_t c0, index_t c1, const double*
   return k;
 }
 
-/// normalise's formula on packs and scalars, with the constants of normalise_constants.
+/// normalise's formula on packs and scalars, with the constants of normalise_constants, and the
+/// epilogue Act (Keep or Relu) with or without a residual r.
+template <class Act>
 struct NormaliseFormula {
-  // y = (x - hi) * a + b
+  // y = act((x - hi) * a + b)
   template <class V, class S>
   V operator()(const V& x, const S& hi, const S& a, const S& b) const {
-    return (x - hi) * a + b;
+    return Act{}((x - hi) * a + b);
+  }
+  // y = act(((x - hi) * a + b) + r)
+  template <class V, class S>
+  V operator()(const V& x, const V& r, const S& hi, const S& a, const S& b) const {
+    return Act{}(((x - hi) * a + b) + r);
   }
 };
 #endif
 
-/// y = ((x - hi) - lo) * scale + shift on channels [c0, c1), images [n0, n1).
+/// y = act(((x - hi) - lo) * scale + shift (+ r)) on channels [c0, c1), images [n0, n1), with
+/// the activation and residual r of `e`.
 template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
-               bool stream) {
+               bool stream, const Epilogue<T>& e = {}) {
+  with_epilogue(e, [&](auto act, const auto&... r) {
+    using Act = decltype(act);
 #if defined(BNORM_HAVE_PACKS)
-  if (map_channels(c0, c1, n0, n1, stream, y, normalise_constants<T>(c0, c1, mean, scale, shift),
-                   NormaliseFormula{}, x))
-    return;
+    if (map_channels(c0, c1, n0, n1, stream, y, normalise_constants<T>(c0, c1, mean, scale, shift),
+                     NormaliseFormula<Act>{}, x, r...))
+      return;
 #endif
-  const RowLayout layout(x, y);
-  with_unit_rows(layout, [&](auto unit) {
-    constexpr bool U = decltype(unit)::value;
-    for_each_block_row<U>(
-        layout, c0, c1, n0, n1,
-        [&](index_t c, auto xr, auto yr, index_t len) {
-          const Centre<T> centre(mean[c]);
-          const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
-          write_row(yr, len, stream, [&](index_t i0, index_t n, T* out) {
-            // y = ((x - hi) - lo) * a + b
-            for (index_t i = 0; i < n; ++i) out[i] = centre(xr[i0 + i]) * a + b;
-          });
-        },
-        x, y);
+    // y[i] = value(i) along a row of y
+    const auto put_row = [&](auto yr, index_t len, const auto& value) {
+      write_row(yr, len, stream, [&](index_t i0, index_t n, T* out) {
+        for (index_t i = 0; i < n; ++i) out[i] = value(i0 + i);
+      });
+    };
+    const RowLayout layout(x, r..., y);
+    with_unit_rows(layout, [&](auto unit) {
+      constexpr bool U = decltype(unit)::value;
+      if constexpr (sizeof...(r) == 0) {
+        for_each_block_row<U>(
+            layout, c0, c1, n0, n1,
+            [&](index_t c, auto xr, auto yr, index_t len) {
+              const Centre<T> centre(mean[c]);
+              const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
+              // y = act(((x - hi) - lo) * a + b)
+              put_row(yr, len, [&](index_t i) { return Act{}(centre(xr[i]) * a + b); });
+            },
+            x, y);
+      } else {
+        for_each_block_row<U>(
+            layout, c0, c1, n0, n1,
+            [&](index_t c, auto xr, auto rr, auto yr, index_t len) {
+              const Centre<T> centre(mean[c]);
+              const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
+              // y = act((((x - hi) - lo) * a + b) + r)
+              put_row(yr, len, [&](index_t i) { return Act{}((centre(xr[i]) * a + b) + rr[i]); });
+            },
+            x, r..., y);
+      }
+    });
+    if (stream) streaming_fence();
   });
-  if (stream) streaming_fence();
 }
 
 /// True when a reduction over x (and the views `in`) and a map into `out` can share one sweep
@@ -195,20 +222,28 @@ bool sweeps_fuse(const NCHWView<T>& out, bool stream, const V&... in) {
 
 /// Where sweeps_fuse(y, stream, x): chunk_moments of channels [r0, r0 + width) over images [n0, n1)
 /// into out[j], and in the same sweep normalise of channels [m0, m0 + width) over the same images
-/// (reduce_and_map_planes), with the same results as the two calls.
+/// (reduce_and_map_planes), with the same results as the two calls; the epilogue's activation
+/// (not a residual: the sweep reads x alone) applied to y.
 template <class T>
 void moments_and_normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t r0, index_t m0,
                            index_t width, index_t n0, index_t n1, Moments* out, const double* mean,
-                           const double* scale, const double* shift, bool stream) {
+                           const double* scale, const double* shift, bool stream,
+                           Activation activation) {
 #if defined(BNORM_HAVE_PACKS)
   const Planes<const T> planes(x);
   std::vector<ShiftedSums> acc = shifted_start(planes, r0, r0 + width, n0);
   const ChannelConstants<T, 3> k = normalise_constants<T>(m0, m0 + width, mean, scale, shift);
-  reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
-                        plane_value(m0, k, NormaliseFormula{}), planes);
+  const auto sweep = [&](auto act) {
+    reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
+                          plane_value(m0, k, NormaliseFormula<decltype(act)>{}), planes);
+  };
+  if (activation == Activation::relu)
+    sweep(Relu{});
+  else
+    sweep(Keep{});
   shifted_finish(x, r0, r0 + width, n0, n1, acc, out);
 #else  // unreachable: sweeps_fuse is false without packs
   chunk_moments(x, r0, r0 + width, n0, n1, out);
-  normalise(x, y, m0, m0 + width, n0, n1, mean, scale, shift, stream);
+  normalise(x, y, m0, m0 + width, n0, n1, mean, scale, shift, stream, Epilogue<T>{activation});
 #endif
 }

@@ -49,7 +49,8 @@ struct Scratch {
 template <class T>
 BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-    const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, NCHWView<T> y) {
+    const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, NCHWView<T> y,
+    const Epilogue<T>& e) {
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
   fused::BatchStatistics s{m, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels),
                            Eigen::ArrayXd::Constant(channels, 1.0 / std::sqrt(eps))};
@@ -69,14 +70,15 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     // Each block's statistics chunk by chunk, then its normalisation while x is in cache;
     // long channels of large tensors pipelined (sweep_blocks).
     const auto normalise_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream);
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream, e);
     };
     const auto merge = [&](index_t c0, const std::vector<Moments>& part) {
       for (std::size_t j = 0; j < part.size(); ++j)
         moments[static_cast<std::size_t>(c0) + j].merge(part[j]);
     };
+    // (a residual is a second input the one-input sweep does not read)
     sweep_blocks(
-        plan, plan.pipelined && sweeps_fuse(y, plan.stream, x),
+        plan, plan.pipelined && e.residual == nullptr && sweeps_fuse(y, plan.stream, x),
         [&](index_t c0, index_t c1, index_t n0, index_t n1) {
           std::vector<Moments> part(static_cast<std::size_t>(c1 - c0));
           chunk_moments(x, c0, c1, n0, n1, part.data());
@@ -89,7 +91,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
         [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
           std::vector<Moments> part(static_cast<std::size_t>(width));
           moments_and_normalise(x, y, r0, m0, width, n0, n1, part.data(), s.mean.data(), k.a.data(),
-                                k.b.data(), plan.stream);
+                                k.b.data(), plan.stream, e.activation);
           merge(r0, part);
         });
   } else {
@@ -98,7 +100,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     channel_moments(x, plan, moments.data());
     for (index_t c = 0; c < channels; ++c) finish(c);
     for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream);
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream, e);
     });
   }
   return s;
@@ -110,7 +112,7 @@ BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x,
                                           const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
                                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
                                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var,
-                                          double eps, NCHWView<T> y) {
+                                          double eps, NCHWView<T> y, const Epilogue<T>& e) {
   if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
   const Plan plan(x, sizeof(T));
   Scratch k(x.c());  // a: mean, b: scale = invstd * weight, c: shift = bias
@@ -120,7 +122,7 @@ BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x,
     k.c[c] = bias_at(bias, c);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream);
+    normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream, e);
   });
 }
 
@@ -215,5 +217,15 @@ BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
     scale_rows(dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream);
+  });
+}
+
+/// The whole gate pass, spread over the threads as the elementwise passes are.
+template <class T>
+BNORM_DETAIL_ENTRY void relu_gate(NCHWView<const T> y, NCHWView<const T> dy, NCHWView<T> g) {
+  if (y.size() == 0) return;
+  const Plan plan(y, sizeof(T));
+  for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
+    relu_gate_rows(y, dy, g, c0, c1, n0, n1, plan.stream);
   });
 }

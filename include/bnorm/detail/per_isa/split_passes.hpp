@@ -115,8 +115,8 @@ BNORM_DETAIL_ENTRY void update_running(Eigen::Array<T, Eigen::Dynamic, 1>& runni
 
 /// This ISA's entry points, for the dispatch tables.
 template <class T>
-inline constexpr Passes<T> kPasses{&forward_training<T>, &forward_inference<T>, &backward<T>,
-                                   &backward_inference<T>, &update_running<T>};
+inline constexpr Passes<T> kPasses{&forward_training<T>,   &forward_inference<T>, &backward<T>,
+                                   &backward_inference<T>, &update_running<T>,    &relu_gate<T>};
 template <class T>
 inline constexpr SplitPasses<T> kSplitPasses{&local_statistics<T>, &normalize<T>,
                                              &local_gradient_sums<T>, &backward_input<T>,

@@ -1,0 +1,182 @@
+/// @file activation.hpp
+/// @brief The fused variant with an epilogue: y = act(BN(x) + residual) in the forward's one
+/// elementwise sweep, and the backward of the activation, for views of every rank.
+///
+/// With z = BN(x) (+ residual) and act = relu, y = relu(z) = z <= 0 ? 0 : z (NaN stays NaN).
+/// Its backward needs where the activation passed, which y itself tells: g = y <= 0 ? 0 : dy
+/// (relu_backward). Then dL/dresidual = g, and BN's backward (fused.hpp) with dy = g gives dx,
+/// dweight and dbias of the whole composition. Keeping y (no 1-bit mask) costs nothing in the
+/// forward; the backward reads y once more (docs/api.md). For NCHWView, and NCLView and
+/// NCDHWView on their NCHW faces (other_ranks.hpp).
+#pragma once
+
+#include <Eigen/Core>
+
+#include "config.hpp"
+#include "detail/checks.hpp"
+#include "detail/dispatch.hpp"
+#include "detail/nchw_face.hpp"
+#include "fused.hpp"
+#include "isa.hpp"
+#include "nchw_view.hpp"
+
+namespace bnorm::fused {
+
+/// Training forward with a residual and an activation:
+///   y = act((x - mean) * invstd * weight + bias + residual),
+/// with the batch statistics of x (returned), as forward_training (fused.hpp) computes them.
+/// residual has x's shape, in any layout; y may be exactly x or exactly residual (in place).
+/// Throws bnorm::invalid_argument, before writing anything, for the errors of forward_training
+/// and a residual of another shape or partly overlapping y.
+template <class T>
+BatchStatistics forward_training(detail::identity_t<NCHWView<const T>> x,
+                                 detail::identity_t<NCHWView<const T>> residual,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                                 NCHWView<T> y, Activation act = Activation::none) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_residual(x, residual, y);
+  detail::check_training_count(x);
+  return detail::passes<T>().forward_training(x, weight, bias, eps, y, {act, &residual});
+}
+
+/// Training forward with an activation: y = act((x - mean) * invstd * weight + bias). The
+/// rules and errors of forward_training (fused.hpp).
+template <class T>
+BatchStatistics forward_training(detail::identity_t<NCHWView<const T>> x,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                                 NCHWView<T> y, Activation act) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_training_count(x);
+  return detail::passes<T>().forward_training(x, weight, bias, eps, y, {act});
+}
+
+/// Inference forward with a residual and an activation:
+///   y = act((x - running_mean) / sqrt(running_var + eps) * weight + bias + residual).
+/// The rules and errors of forward_inference (fused.hpp) and of the residual above.
+template <class T>
+void forward_inference(detail::identity_t<NCHWView<const T>> x,
+                       detail::identity_t<NCHWView<const T>> residual,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                       NCHWView<T> y, Activation act = Activation::none) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_residual(x, residual, y);
+  detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
+  detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
+  detail::passes<T>().forward_inference(x, weight, bias, running_mean, running_var, eps, y,
+                                        {act, &residual});
+}
+
+/// Inference forward with an activation:
+///   y = act((x - running_mean) / sqrt(running_var + eps) * weight + bias).
+template <class T>
+void forward_inference(detail::identity_t<NCHWView<const T>> x,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                       NCHWView<T> y, Activation act) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
+  detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
+  detail::passes<T>().forward_inference(x, weight, bias, running_mean, running_var, eps, y, {act});
+}
+
+/// The backward of y = relu(z) over its output y: g = y <= 0 ? 0 : dy (dL/dz for dL/dy = dy;
+/// NaN in y passes dy, as torch's threshold_backward does). g may be exactly dy or y (in
+/// place). Throws bnorm::invalid_argument, before writing anything, when shapes differ, g's
+/// layout is not unique, or g partly overlaps y or dy.
+template <class T>
+void relu_backward(detail::identity_t<NCHWView<const T>> y,
+                   detail::identity_t<NCHWView<const T>> dy, NCHWView<T> g) {
+  detail::check_same_shape("dy", dy, "y", y);
+  detail::check_same_shape("g", g, "dy", dy);
+  detail::check_backward_output(dy, g);
+  detail::check_no_partial_overlap("g", g, "y", y);
+  detail::passes<T>().relu_gate(y, dy, g);
+}
+
+// The same over NCLView and NCDHWView: checked on the views as given, run on their NCHW faces
+// (other_ranks.hpp).
+
+/// forward_training with a residual and an activation, over a rank-3 or rank-5 view.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+BatchStatistics forward_training(detail::identity_t<V<const T>> x,
+                                 detail::identity_t<V<const T>> residual,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, V<T> y,
+                                 Activation act = Activation::none) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_residual(x, residual, y);
+  detail::check_training_count(x);
+  const detail::NchwFace<const T> fx(x), fr(residual);
+  detail::NchwFace<T> fy(y);
+  const BatchStatistics s = forward_training<T>(*fx, *fr, weight, bias, eps, *fy, act);
+  fy.write_back();
+  return s;
+}
+
+/// forward_training with an activation, over a rank-3 or rank-5 view.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+BatchStatistics forward_training(detail::identity_t<V<const T>> x,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, V<T> y,
+                                 Activation act) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_training_count(x);
+  const detail::NchwFace<const T> fx(x);
+  detail::NchwFace<T> fy(y);
+  const BatchStatistics s = forward_training<T>(*fx, weight, bias, eps, *fy, act);
+  fy.write_back();
+  return s;
+}
+
+/// forward_inference with a residual and an activation, over a rank-3 or rank-5 view.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+void forward_inference(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> residual,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> y,
+                       Activation act = Activation::none) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  detail::check_residual(x, residual, y);
+  const detail::NchwFace<const T> fx(x), fr(residual);
+  detail::NchwFace<T> fy(y);
+  forward_inference<T>(*fx, *fr, weight, bias, running_mean, running_var, eps, *fy, act);
+  fy.write_back();
+}
+
+/// forward_inference with an activation, over a rank-3 or rank-5 view.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+void forward_inference(detail::identity_t<V<const T>> x,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> y,
+                       Activation act) {
+  detail::check_forward_args(x, weight, bias, eps, y);
+  const detail::NchwFace<const T> fx(x);
+  detail::NchwFace<T> fy(y);
+  forward_inference<T>(*fx, weight, bias, running_mean, running_var, eps, *fy, act);
+  fy.write_back();
+}
+
+/// relu_backward over rank-3 or rank-5 views.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+void relu_backward(detail::identity_t<V<const T>> y, detail::identity_t<V<const T>> dy, V<T> g) {
+  detail::check_same_shape("dy", dy, "y", y);
+  detail::check_same_shape("g", g, "dy", dy);
+  detail::check_backward_output(dy, g);
+  detail::check_no_partial_overlap("g", g, "y", y);
+  const detail::NchwFace<const T> fy(y), fdy(dy);
+  detail::NchwFace<T> fg(g);
+  relu_backward<T>(*fy, *fdy, *fg);
+  fg.write_back();
+}
+
+}  // namespace bnorm::fused
