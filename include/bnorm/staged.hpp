@@ -14,137 +14,14 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <unsupported/Eigen/CXX11/Tensor>
-#include <utility>
 #include <vector>
 
 #include "config.hpp"
 #include "detail/checks.hpp"
+#include "detail/staged_nodes.hpp"
 #include "nchw_view.hpp"
 
 namespace bnorm::staged {
-
-/// A 4-d tensor in NCHW order (row-major, so the last index is contiguous).
-template <class T>
-using Tensor4 = Eigen::Tensor<T, 4, Eigen::RowMajor>;
-/// A per-channel vector.
-template <class T>
-using Tensor1 = Eigen::Tensor<T, 1, Eigen::RowMajor>;
-/// The dimensions of a Tensor4.
-using Shape = Eigen::DSizes<Eigen::Index, 4>;
-
-/// The nodes of the graph: forward and local backward of each step.
-namespace nodes {
-
-/// Sum over the axes N, H, W (0, 2, 3), accumulated in double.
-template <class T>
-Tensor1<T> sum_nhw(const Tensor4<T>& t) {
-  const Eigen::array<Eigen::Index, 3> nhw{0, 2, 3};
-  return t.template cast<double>().sum(nhw).template cast<T>();
-}
-
-/// A per-channel vector broadcast to `shape`: out(n, c, h, w) = v(c).
-template <class T>
-Tensor4<T> broadcast(const Tensor1<T>& v, const Shape& shape) {
-  const Eigen::array<Eigen::Index, 4> as_nchw{1, shape[1], 1, 1};
-  const Eigen::array<Eigen::Index, 4> repeat{shape[0], 1, shape[2], shape[3]};
-  return v.reshape(as_nchw).broadcast(repeat);
-}
-
-/// M = N*H*W, the values per channel, as a T.
-template <class T>
-T count_nhw(const Shape& shape) {
-  return static_cast<T>(shape[0] * shape[2] * shape[3]);
-}
-
-/// Steps 1 and 4: out(c) = (1/M) sum_{n,h,w} t(n, c, h, w).
-struct ChannelMean {
-  /// out(c) = (1/M) sum_{n,h,w} t(n, c, h, w).
-  template <class T>
-  static Tensor1<T> forward(const Tensor4<T>& t) {
-    return sum_nhw(t) / count_nhw<T>(t.dimensions());
-  }
-  /// dt(n, c, h, w) = dout(c) / M.
-  template <class T>
-  static Tensor4<T> backward(const Tensor1<T>& dout, const Shape& shape) {
-    return broadcast<T>(dout, shape) / count_nhw<T>(shape);
-  }
-};
-
-/// Steps 2 (sign -1: xmu = x - mu) and 9 (sign +1: out = gammax + beta):
-/// out = t + sign * v, v broadcast over C.
-template <int Sign>
-struct AddChannel {
-  /// out = t + sign * v, v broadcast over C.
-  template <class T>
-  static Tensor4<T> forward(const Tensor4<T>& t, const Tensor1<T>& v) {
-    return t + static_cast<T>(Sign) * broadcast<T>(v, t.dimensions());
-  }
-  /// dt = dout;  dv = sign * sum_{n,h,w} dout.
-  template <class T>
-  static std::pair<Tensor4<T>, Tensor1<T>> backward(const Tensor4<T>& dout) {
-    return {dout, static_cast<T>(Sign) * sum_nhw<T>(dout)};
-  }
-};
-
-/// Step 3: out = t^2.
-struct Square {
-  /// out = t^2.
-  template <class T>
-  static Tensor4<T> forward(const Tensor4<T>& t) {
-    return t.square();
-  }
-  /// dt = 2 * t * dout.
-  template <class T>
-  static Tensor4<T> backward(const Tensor4<T>& t, const Tensor4<T>& dout) {
-    return static_cast<T>(2) * t * dout;
-  }
-};
-
-/// Step 5: out = sqrt(v + eps).
-struct SqrtEps {
-  /// out = sqrt(v + eps).
-  template <class T>
-  static Tensor1<T> forward(const Tensor1<T>& v, T eps) {
-    return (v + eps).sqrt();
-  }
-  /// dv = 0.5 / sqrt(v + eps) * dout.
-  template <class T>
-  static Tensor1<T> backward(const Tensor1<T>& v, T eps, const Tensor1<T>& dout) {
-    return static_cast<T>(0.5) * (v + eps).rsqrt() * dout;
-  }
-};
-
-/// Step 6: out = 1 / v.
-struct Reciprocal {
-  /// out = 1 / v.
-  template <class T>
-  static Tensor1<T> forward(const Tensor1<T>& v) {
-    return v.inverse();
-  }
-  /// dv = -1 / v^2 * dout.
-  template <class T>
-  static Tensor1<T> backward(const Tensor1<T>& v, const Tensor1<T>& dout) {
-    return -v.square().inverse() * dout;
-  }
-};
-
-/// Steps 7 (xhat = xmu * ivar) and 8 (gammax = gamma * xhat): out = t * v, v broadcast over C.
-struct MulChannel {
-  /// out = t * v, v broadcast over C.
-  template <class T>
-  static Tensor4<T> forward(const Tensor4<T>& t, const Tensor1<T>& v) {
-    return t * broadcast<T>(v, t.dimensions());
-  }
-  /// dt = dout * v;  dv = sum_{n,h,w} dout * t.
-  template <class T>
-  static std::pair<Tensor4<T>, Tensor1<T>> backward(const Tensor4<T>& t, const Tensor1<T>& v,
-                                                    const Tensor4<T>& dout) {
-    return {dout * broadcast<T>(v, t.dimensions()), sum_nhw<T>(dout * t)};
-  }
-};
-
-}  // namespace nodes
 
 /// The intermediates of one forward pass, named after the notebook's steps.
 template <class T>
@@ -152,19 +29,23 @@ struct Cache {
   /// true: mu and var are the batch's, functions of x (training); false: the running
   /// statistics, constants of the forward (eval), so backward stops at step 7.
   bool batch_statistics = true;
-  bool affine = true;  ///< false: gamma = 1, beta = 0 and no parameter gradients
-  T eps = T(0);        ///< added to var in step 5
-  Tensor1<T> mu;       ///< step 1: the mean (running_mean in eval)
-  Tensor1<T> var;      ///< step 4: the biased variance (running_var in eval)
-  Tensor1<T> sqrtvar;  ///< step 5: sqrt(var + eps)
-  Tensor1<T> ivar;     ///< step 6: 1 / sqrtvar
-  Tensor1<T> gamma;    ///< the weight (ones without affine)
-  Tensor1<T> beta;     ///< the bias (zeros without affine)
-  Tensor4<T> xmu;      ///< step 2: x - mu
-  Tensor4<T> sq;       ///< step 3: xmu^2 (not computed in eval)
-  Tensor4<T> xhat;     ///< step 7: xmu * ivar
-  Tensor4<T> gammax;   ///< step 8: gamma * xhat
-  Tensor4<T> out;      ///< step 9: gammax + beta, the output y
+  bool affine = true;     ///< false: gamma = 1, beta = 0 and no parameter gradients
+  T eps = T(0);           ///< added to var in step 5
+  Tensor1<T> mu;          ///< step 1: the mean (running_mean in eval)
+  Tensor1<T> var;         ///< step 4: the biased variance (running_var in eval)
+  Tensor1<T> sqrtvar;     ///< step 5: sqrt(var + eps)
+  Tensor1<T> ivar;        ///< step 6: 1 / sqrtvar
+  Tensor1<T> gamma;       ///< the weight (ones without affine)
+  Tensor1<T> beta;        ///< the bias (zeros without affine)
+  Tensor4<T> xmu;         ///< step 2: x - mu
+  Tensor4<T> sq;          ///< step 3: xmu^2 (not computed in eval)
+  Tensor4<T> xhat;        ///< step 7: xmu * ivar
+  Tensor4<T> gammax;      ///< step 8: gamma * xhat
+  Tensor4<T> out;         ///< step 9: gammax + beta, BN(x)
+  bool residual = false;  ///< step 10 ran: a residual was added
+  Activation activation = Activation::none;  ///< step 11's activation (none: no step 11)
+  Tensor4<T> added;                          ///< step 10: out + residual (empty without a residual)
+  Tensor4<T> activated;  ///< step 11: relu of out or added (empty without an activation)
   /// The forward's x extents as its view gave them: (N, C, H, W), or (N, C, L) and
   /// (N, C, D, H, W) for the rank-3 and rank-5 views, whose steps run on (N, C, 1, L) and
   /// (N, C, D*H, W) (other_ranks.hpp). backward checks dy against them.
@@ -174,6 +55,12 @@ struct Cache {
   Shape shape() const { return xmu.dimensions(); }
   /// C.
   index_t channels() const { return static_cast<index_t>(mu.size()); }
+  /// The input of step 11: added with a residual, else out.
+  const Tensor4<T>& pre_activation() const { return residual ? added : out; }
+  /// The output y: the last step's.
+  const Tensor4<T>& output() const {
+    return activation != Activation::none ? activated : pre_activation();
+  }
 };
 
 namespace detail {
@@ -231,6 +118,70 @@ void finish_empty(Cache<T>& k, const NCHWView<const T>& x,
   k.xmu = k.sq = k.xhat = k.gammax = k.out = none;
 }
 
+/// Steps 1 to 9 with batch statistics, nothing stored; the arguments are already checked.
+template <class T>
+Cache<T> training_steps(const NCHWView<const T>& x,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps) {
+  Cache<T> k;
+  k.eps = static_cast<T>(eps);
+  k.extents.assign(x.extents().begin(), x.extents().end());
+  if (x.size() == 0) {  // statistics of no values: 0, as the fused variant reports them
+    k.mu = vector_or(Eigen::Array<T, Eigen::Dynamic, 1>(), x.c(), T(0));
+    k.var = k.mu;
+    finish_empty(k, x, weight, bias);
+    return k;
+  }
+  const Tensor4<T> xt = load(x);
+  k.mu = nodes::ChannelMean::forward<T>(xt);             // step 1
+  k.xmu = nodes::AddChannel<-1>::forward<T>(xt, k.mu);   // step 2
+  k.sq = nodes::Square::forward<T>(k.xmu);               // step 3
+  k.var = nodes::ChannelMean::forward<T>(k.sq);          // step 4
+  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);  // step 5
+  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);     // step 6
+  normalise(k, weight, bias);                            // steps 7-9
+  return k;
+}
+
+/// Steps 2 and 5 to 9 with the running statistics, nothing stored; the arguments are checked.
+template <class T>
+Cache<T> inference_steps(const NCHWView<const T>& x,
+                         const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                         const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
+                         const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                         const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps) {
+  Cache<T> k;
+  k.batch_statistics = false;
+  k.eps = static_cast<T>(eps);
+  k.extents.assign(x.extents().begin(), x.extents().end());
+  k.mu = vector_or(running_mean, x.c(), T(0));
+  k.var = vector_or(running_var, x.c(), T(1));
+  if (x.size() == 0) {
+    finish_empty(k, x, weight, bias);
+    return k;
+  }
+  k.xmu = nodes::AddChannel<-1>::forward<T>(load(x), k.mu);  // step 2
+  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);      // step 5
+  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);         // step 6
+  normalise(k, weight, bias);                                // steps 7-9
+  return k;
+}
+
+/// Steps 10 (with a residual) and 11 (with an activation) after step 9; x and the residual
+/// have the forward's shape.
+template <class T>
+void epilogue_steps(Cache<T>& k, const NCHWView<const T>* residual, Activation act) {
+  k.residual = residual != nullptr;
+  k.activation = act;
+  if (k.out.size() == 0) {  // no element (and N may be huge): the empty tensors as they are
+    if (k.residual) k.added = k.out;
+    if (act != Activation::none) k.activated = k.out;
+    return;
+  }
+  if (k.residual) k.added = nodes::Add::forward<T>(k.out, load(*residual));  // step 10
+  if (act == Activation::relu) k.activated = nodes::Relu::forward<T>(k.pre_activation());  // 11
+}
+
 }  // namespace detail
 
 /// Training forward through the nine steps with batch statistics; writes out into y and returns
@@ -244,23 +195,7 @@ Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyna
                           NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
-  Cache<T> k;
-  k.eps = static_cast<T>(eps);
-  k.extents.assign(x.extents().begin(), x.extents().end());
-  if (x.size() == 0) {  // statistics of no values: 0, as the fused variant reports them
-    k.mu = detail::vector_or(Eigen::Array<T, Eigen::Dynamic, 1>(), x.c(), T(0));
-    k.var = k.mu;
-    detail::finish_empty(k, x, weight, bias);
-    return k;
-  }
-  const Tensor4<T> xt = detail::load(x);
-  k.mu = nodes::ChannelMean::forward<T>(xt);             // step 1
-  k.xmu = nodes::AddChannel<-1>::forward<T>(xt, k.mu);   // step 2
-  k.sq = nodes::Square::forward<T>(k.xmu);               // step 3
-  k.var = nodes::ChannelMean::forward<T>(k.sq);          // step 4
-  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);  // step 5
-  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);     // step 6
-  detail::normalise(k, weight, bias);                    // steps 7-9
+  Cache<T> k = detail::training_steps(x, weight, bias, eps);
   detail::store(k.out, y);
   return k;
 }
@@ -278,31 +213,20 @@ Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyn
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
-  Cache<T> k;
-  k.batch_statistics = false;
-  k.eps = static_cast<T>(eps);
-  k.extents.assign(x.extents().begin(), x.extents().end());
-  k.mu = detail::vector_or(running_mean, x.c(), T(0));
-  k.var = detail::vector_or(running_var, x.c(), T(1));
-  if (x.size() == 0) {
-    detail::finish_empty(k, x, weight, bias);
-    return k;
-  }
-  k.xmu = nodes::AddChannel<-1>::forward<T>(detail::load(x), k.mu);  // step 2
-  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);              // step 5
-  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);                 // step 6
-  detail::normalise(k, weight, bias);                                // steps 7-9
+  Cache<T> k = detail::inference_steps(x, weight, bias, running_mean, running_var, eps);
   detail::store(k.out, y);
   return k;
 }
 
 namespace detail {
 
-/// Steps 9 to 0 of the backward with weight `gamma`; the arguments are already checked.
+/// Steps 11 to 0 of the backward with weight `gamma`, dL/dresidual (step 10's) stored into
+/// *dresidual when given; the arguments are already checked.
 template <class T>
 void backward_steps(const Cache<T>& k, const Tensor1<T>& gamma, NCHWView<const T> dy,
                     NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                    Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                    Eigen::Array<T, Eigen::Dynamic, 1>& dbias,
+                    const NCHWView<T>* dresidual = nullptr) {
   using namespace nodes;
   const Shape s = k.shape();
   if (dy.size() == 0) {  // no element: gradients 0, as the fused variant gives
@@ -310,7 +234,14 @@ void backward_steps(const Cache<T>& k, const Tensor1<T>& gamma, NCHWView<const T
     dbias.setZero(k.affine ? k.channels() : 0);
     return;
   }
-  const Tensor4<T> dout = load(dy);
+  Tensor4<T> dout = load(dy);
+  if (k.activation == Activation::relu)
+    dout = Relu::backward<T>(k.pre_activation(), dout);  // step 11
+  if (k.residual) {
+    auto [dbn, dres] = Add::backward<T>(dout);  // step 10
+    if (dresidual != nullptr) store(dres, *dresidual);
+    dout = dbn;
+  }
   auto [dgammax, dbeta] = AddChannel<+1>::backward<T>(dout);               // step 9
   auto [dxhat, dgamma] = MulChannel::backward<T>(k.xhat, gamma, dgammax);  // step 8
   auto [dxmu1, divar] = MulChannel::backward<T>(k.xmu, k.ivar, dxhat);     // step 7
