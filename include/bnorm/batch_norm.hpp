@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "activation.hpp"
 #include "config.hpp"
 #include "detail/checks.hpp"
+#include "detail/epilogue_backward.hpp"
 #include "detail/staged_backend.hpp"
 #include "fused.hpp"
 #include "nchw_view.hpp"
@@ -75,6 +77,10 @@ class BatchNorm {
     const Array& invstd() const { return invstd_; }
     /// true when the forward ran in place (y was x): x is gone, so backward rejects it.
     bool in_place() const { return in_place_; }
+    /// The activation the forward applied (the module's option at forward time).
+    Activation activation() const { return activation_; }
+    /// true when the forward added a residual: backward can then give dresidual.
+    bool has_residual() const { return residual_; }
 
    private:
     friend class BatchNorm;
@@ -82,8 +88,11 @@ class BatchNorm {
     bool batch_statistics_ = true;
     Variant variant_ = Variant::fused;
     bool in_place_ = false;
+    bool residual_ = false;
+    Activation activation_ = Activation::none;
     Array mean_, invstd_;
     View<const T> x_;                   // the forward's x: read by fused, checked against dx
+    View<const T> y_;                   // the forward's y: fused reads the activation's mask
     fused::BatchStatistics stats_;      // fused, batch statistics
     Array running_mean_, running_var_;  // fused, eval: the buffers as the forward used them
     typename detail::StagedBackend<T>::Cache cache_;  // staged
@@ -170,14 +179,46 @@ class BatchNorm {
     return out;
   }
 
-  /// y = BatchNorm(x). Validates everything first: on a throw, y and all state are unchanged.
+  /// y = act(BatchNorm(x)), act the activation of the options. Validates everything first: on a
+  /// throw, y and all state are unchanged.
   ///
   /// y must have a unique layout and either share no element with x or be exactly x (same
   /// data, extents and strides): the forward then runs in place with the same y and running
   /// statistics as out of place, useful for inference or for re-estimating running statistics.
-  /// x then holds y, so the returned Saved has in_place() set and backward rejects it.
-  Saved forward(View<const T> x, View<T> y) {
+  /// x then holds y, so the returned Saved has in_place() set and backward rejects it. With an
+  /// activation, the fused backward reads the mask from y: keep y alive and unchanged too.
+  Saved forward(View<const T> x, View<T> y) { return forward_impl(x, nullptr, y); }
+
+  /// y = act(BatchNorm(x) + residual) (a ResNet block's end); residual has x's shape, any
+  /// layout; y may be exactly residual. Keep y alive and unchanged for backward, as above.
+  Saved forward(View<const T> x, View<const T> residual, View<T> y) {
+    return forward_impl(x, &residual, y);
+  }
+
+  /// dx = dL/dx for dy = dL/dy at the forward that returned `saved`, through its activation and
+  /// BatchNorm; sets weight_grad() and bias_grad(). Validates everything first: on a throw, dx
+  /// and all state are unchanged.
+  ///
+  /// dx must have a unique layout and either share no element with dy and the forward's x, or
+  /// be exactly one of them (in place, same results as out of place; after dx over x, `saved`
+  /// cannot serve another backward). A Saved from an in-place forward is rejected.
+  void backward(const Saved& saved, View<const T> dy, View<T> dx) {
+    backward_impl(saved, dy, dx, nullptr);
+  }
+
+  /// backward, and dresidual = dL/dresidual after forward(x, residual, y): dy where y > 0 with
+  /// ReLU, else 0; dy without an activation. May be exactly dy; shares nothing with dx, x, y.
+  void backward(const Saved& saved, View<const T> dy, View<T> dx, View<T> dresidual) {
+    backward_impl(saved, dy, dx, &dresidual);
+  }
+
+ private:
+  template <class, template <class> class>
+  friend class mpi::SyncBatchNorm;
+
+  Saved forward_impl(const View<const T>& x, const View<const T>* residual, const View<T>& y) {
     check_forward(x, y);
+    if (residual != nullptr) detail::check_residual(x, *residual, y);
     const bool batch = uses_batch_statistics();
     if (batch) detail::check_training_count(x);
 
@@ -187,6 +228,10 @@ class BatchNorm {
     s.variant_ = options_.variant;
     s.x_ = x;
     s.in_place_ = detail::same_view(y, x);
+    s.y_ = y;
+    s.residual_ = residual != nullptr;
+    s.activation_ = options_.activation;
+    const Activation act = options_.activation;
     if (x.size() == 0) return s;  // nothing to normalise and nothing learnt: no state changes
 
     const double eps = options_.eps;
@@ -194,11 +239,14 @@ class BatchNorm {
     if (batch) {
       Eigen::ArrayXd mean, var;
       if (staged) {
-        s.cache_ = detail::StagedBackend<T>::forward_training(x, weight_, bias_, eps, y);
+        s.cache_ =
+            detail::StagedBackend<T>::forward_training(x, residual, weight_, bias_, eps, y, act);
         mean = detail::StagedBackend<T>::mean(s.cache_);
         var = detail::StagedBackend<T>::var(s.cache_);
       } else {
-        s.stats_ = fused::forward_training(x, weight_, bias_, eps, y);
+        s.stats_ = residual != nullptr
+                       ? fused::forward_training<T>(x, *residual, weight_, bias_, eps, y, act)
+                       : fused::forward_training<T>(x, weight_, bias_, eps, y, act);
         mean = s.stats_.mean;
         var = s.stats_.var;
       }
@@ -208,12 +256,16 @@ class BatchNorm {
         update_running_stats(mean, var, x.per_channel());
     } else {
       if (staged) {
-        s.cache_ = detail::StagedBackend<T>::forward_inference(x, weight_, bias_, running_mean_,
-                                                               running_var_, eps, y);
+        s.cache_ = detail::StagedBackend<T>::forward_inference(
+            x, residual, weight_, bias_, running_mean_, running_var_, eps, y, act);
       } else {
         s.running_mean_ = running_mean_;
         s.running_var_ = running_var_;
-        fused::forward_inference(x, weight_, bias_, running_mean_, running_var_, eps, y);
+        if (residual != nullptr)
+          fused::forward_inference<T>(x, *residual, weight_, bias_, running_mean_, running_var_,
+                                      eps, y, act);
+        else
+          fused::forward_inference<T>(x, weight_, bias_, running_mean_, running_var_, eps, y, act);
       }
       s.mean_ = running_mean_;
       s.invstd_ = invstd_of(running_var_.template cast<double>(), eps);
@@ -221,14 +273,11 @@ class BatchNorm {
     return s;
   }
 
-  /// dx = dL/dx for dy = dL/dy at the forward that returned `saved`; sets weight_grad() and
-  /// bias_grad(). Validates everything first: on a throw, dx and all state are unchanged.
-  ///
-  /// dx must have a unique layout and either share no element with dy and the forward's x, or
-  /// be exactly one of them (in place, same results as out of place; after dx over x, `saved`
-  /// cannot serve another backward). A Saved from an in-place forward is rejected.
-  void backward(const Saved& saved, View<const T> dy, View<T> dx) {
+  void backward_impl(const Saved& saved, const View<const T>& dy, const View<T>& dx,
+                     const View<T>* dresidual) {
     check_backward(saved.shape_, saved.in_place_, saved.x_, dy, dx);
+    detail::check_epilogue_backward(saved.activation_, saved.residual_, saved.x_, saved.y_, dy, dx,
+                                    dresidual);
     const index_t p = options_.affine ? num_features_ : 0;
     if (dy.size() == 0) {
       weight_grad_.setZero(p);
@@ -236,20 +285,21 @@ class BatchNorm {
       return;
     }
     Array dweight, dbias;
-    if (saved.variant_ == Variant::staged)
-      detail::StagedBackend<T>::backward(saved.cache_, weight_, dy, dx, dweight, dbias);
-    else if (saved.batch_statistics_)
-      fused::backward(saved.x_, dy, weight_, saved.stats_, dx, dweight, dbias);
-    else
-      fused::backward_inference(saved.x_, dy, weight_, saved.running_mean_, saved.running_var_,
-                                options_.eps, dx, dweight, dbias);
+    if (saved.variant_ == Variant::staged) {
+      detail::StagedBackend<T>::backward(saved.cache_, weight_, dy, dx, dresidual, dweight, dbias);
+    } else {
+      detail::epilogue_backward<T, View>(
+          saved.activation_, saved.x_, saved.y_, dy, dx, dresidual, [&](const View<const T>& g) {
+            if (saved.batch_statistics_)
+              fused::backward(saved.x_, g, weight_, saved.stats_, dx, dweight, dbias);
+            else
+              fused::backward_inference(saved.x_, g, weight_, saved.running_mean_,
+                                        saved.running_var_, options_.eps, dx, dweight, dbias);
+          });
+    }
     weight_grad_ = std::move(dweight);
     bias_grad_ = std::move(dbias);
   }
-
- private:
-  template <class, template <class> class>
-  friend class mpi::SyncBatchNorm;
 
   bool uses_batch_statistics() const { return training_ || !options_.track_running_stats; }
 

@@ -19,6 +19,7 @@
 /// exactly one unit of the program must include <bnorm/instantiate.hpp> (see there).
 #pragma once
 
+#include "activation.hpp"
 #include "batch_norm.hpp"
 #include "config.hpp"
 #include "fold.hpp"
@@ -28,6 +29,7 @@
 #ifndef BNORM_NO_STAGED
 #include "eigen.hpp"
 #include "staged.hpp"
+#include "staged_activation.hpp"
 #endif
 #ifdef BNORM_EXTERN_TEMPLATES
 #include "detail/instances.hpp"

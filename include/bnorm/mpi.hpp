@@ -293,6 +293,10 @@ class SyncBatchNorm {
     bnorm::detail::require(initialized && !finalized, kName,
                            " needs MPI initialised and not finalised");
     bnorm::detail::require(comm != MPI_COMM_NULL, "comm is MPI_COMM_NULL");
+    // The synchronized passes are the split API's, which has no epilogue.
+    bnorm::detail::require(options.activation == Activation::none, kName,
+                           " has no fused activation: expected options.activation none, got ",
+                           options.activation, " (apply the activation after it)");
     int rank = 0, ranks = 0;
     detail::check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
     detail::check_mpi(MPI_Comm_size(comm, &ranks), "MPI_Comm_size");

@@ -17,6 +17,9 @@
 #include "../nchw_view.hpp"
 
 #include "../other_ranks.hpp"  // staged.hpp and its functions over NCLView and NCDHWView
+#ifndef BNORM_NO_STAGED
+#include "../staged_activation.hpp"
+#endif
 
 /// Open and close the inline namespace bnorm::no_staged (or nothing without BNORM_NO_STAGED)
 /// around every class whose layout depends on the macro: BatchNorm2d, SyncBatchNorm2d and the
@@ -40,22 +43,25 @@ struct StagedBackend {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   using Cache = staged::Cache<T>;
 
+  /// y = act(BN(x) + residual) (no residual when nullptr).
   template <template <class> class V>
-  static Cache forward_training(V<const T> x, const Array& weight, const Array& bias, double eps,
-                                V<T> y) {
-    return staged::forward_training<T>(x, weight, bias, eps, y);
+  static Cache forward_training(V<const T> x, const V<const T>* residual, const Array& weight,
+                                const Array& bias, double eps, V<T> y, Activation act) {
+    return staged::forward_training<T, V>(x, residual, weight, bias, eps, y, act);
   }
   template <template <class> class V>
-  static Cache forward_inference(V<const T> x, const Array& weight, const Array& bias,
-                                 const Array& running_mean, const Array& running_var, double eps,
-                                 V<T> y) {
-    return staged::forward_inference<T>(x, weight, bias, running_mean, running_var, eps, y);
+  static Cache forward_inference(V<const T> x, const V<const T>* residual, const Array& weight,
+                                 const Array& bias, const Array& running_mean,
+                                 const Array& running_var, double eps, V<T> y, Activation act) {
+    return staged::forward_inference<T, V>(x, residual, weight, bias, running_mean, running_var,
+                                           eps, y, act);
   }
-  /// Backward with the module's weight as it is now (not the forward's), as fused does.
+  /// Backward with the module's weight as it is now (not the forward's), as fused does; dL/d
+  /// residual into *dresidual when given.
   template <template <class> class V>
-  static void backward(const Cache& k, const Array& weight, V<const T> dy, V<T> dx, Array& dweight,
-                       Array& dbias) {
-    staged::backward<T>(k, weight, dy, dx, dweight, dbias);
+  static void backward(const Cache& k, const Array& weight, V<const T> dy, V<T> dx,
+                       const V<T>* dresidual, Array& dweight, Array& dbias) {
+    staged::backward<T, V>(k, weight, dy, dx, dresidual, dweight, dbias);
   }
   /// The batch mean (step 1) and biased variance (step 4) of a training forward, in double.
   static Eigen::ArrayXd mean(const Cache& k) { return to_double(k.mu); }
@@ -81,19 +87,20 @@ struct StagedBackend {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   struct Cache {};
 
-  template <class X, class Y>
-  [[noreturn]] static Cache forward_training(const X&, const Array&, const Array&, double,
-                                             const Y&) {
+  template <class X, class R, class Y>
+  [[noreturn]] static Cache forward_training(const X&, const R*, const Array&, const Array&, double,
+                                             const Y&, Activation) {
+    unavailable();
+  }
+  template <class X, class R, class Y>
+  [[noreturn]] static Cache forward_inference(const X&, const R*, const Array&, const Array&,
+                                              const Array&, const Array&, double, const Y&,
+                                              Activation) {
     unavailable();
   }
   template <class X, class Y>
-  [[noreturn]] static Cache forward_inference(const X&, const Array&, const Array&, const Array&,
-                                              const Array&, double, const Y&) {
-    unavailable();
-  }
-  template <class X, class Y>
-  [[noreturn]] static void backward(const Cache&, const Array&, const X&, const Y&, Array&,
-                                    Array&) {
+  [[noreturn]] static void backward(const Cache&, const Array&, const X&, const Y&, const Y*,
+                                    Array&, Array&) {
     unavailable();
   }
   [[noreturn]] static Eigen::ArrayXd mean(const Cache&) { unavailable(); }

@@ -1,0 +1,367 @@
+// Fused activation and residual (Options::activation, forward(x, residual, y), backward with
+// dresidual): both variants in every layout against long-double loops; the fused bits against
+// plain BatchNorm followed by the activation written out here; the staged Add and ReLU nodes
+// and the whole composition by finite differences; in-place calls; other ranks; the errors.
+#include "test_support.hpp"
+
+namespace bnorm_test {
+namespace {
+
+using bnorm::Activation;
+
+template <class T>
+class ActivationTest : public ::testing::Test {};
+TYPED_TEST_SUITE(ActivationTest, FloatTypes);
+
+// relu(z) = z <= 0 ? 0 : z
+template <class T>
+T relu(T z) {
+  return z <= T(0) ? T(0) : z;
+}
+
+// One composition: act(BN(x) + r), with or without r.
+struct ActCase {
+  Activation act;
+  bool residual;
+};
+constexpr ActCase kActCases[] = {
+    {Activation::relu, false}, {Activation::relu, true}, {Activation::none, true}};
+std::string name(const ActCase& k) {
+  return std::string(k.act == Activation::relu ? "relu" : "none") + (k.residual ? "+r" : "");
+}
+
+constexpr Shape kActShapes[] = {{3, 5, 7, 9}, {2, 20, 4, 4}, {4, 3, 1, 1}};
+
+TYPED_TEST(ActivationTest, TrainingMatchesLongDoubleLoops) {
+  using T = TypeParam;
+  for (const Shape& s : kActShapes)
+    for (const ActCase& k : kActCases)
+      for (Layout layout : kAllLayouts)
+        for (bnorm::Variant variant : kVariants) {
+          SCOPED_TRACE(to_string(s) + " " + name(k) + " " + name(layout));
+          const auto xv = random_values<T>(s, 11), rv = random_values<T>(s, 12),
+                     dyv = random_values<T>(s, 13);
+          Buffer<T> x(s, layout), r(s, layout), y(s, layout), dy(s, layout), dx(s, layout),
+              dr(s, layout);
+          x.set(xv);
+          r.set(rv);
+          dy.set(dyv);
+          bnorm::Options o;
+          o.activation = k.act;
+          o.variant = variant;
+          bnorm::BatchNorm2d<T> bn(s[1], o);
+          bn.weight() = random_array<T>(s[1], 14, -2, 2);
+          bn.bias() = random_array<T>(s[1], 15, -1, 1);
+          const auto saved = k.residual ? bn.forward(x.cview(), r.cview(), y.view())
+                                        : bn.forward(x.cview(), y.view());
+          if (k.residual)
+            bn.backward(saved, dy.cview(), dx.view(), dr.view());
+          else
+            bn.backward(saved, dy.cview(), dx.view());
+
+          // z = BN(x) + r, y = act(z); g = dL/dz = dy where the activation passed
+          const Reference bnr = reference<T>(s, xv, dyv, bn.weight(), bn.bias(), 1e-5);
+          std::vector<long double> yref(xv.size());
+          std::vector<T> g(xv.size());
+          index_t clipped = 0;
+          for (std::size_t i = 0; i < xv.size(); ++i) {
+            const long double z = bnr.y[i] + (k.residual ? rv[i] : 0);
+            const bool pass = k.act == Activation::none || z > 0;
+            yref[i] = pass ? z : 0;
+            g[i] = pass ? dyv[i] : T(0);
+            clipped += !pass;
+          }
+          if (k.act == Activation::relu) {
+            EXPECT_GT(clipped, 0);
+          }
+          const Reference gr = reference<T>(s, xv, g, bn.weight(), bn.bias(), 1e-5);
+          EXPECT_LE(rel_error(y.values(), yref), tolerance<T>());
+          EXPECT_LE(rel_error(dx.values(), gr.dx), tolerance<T>());
+          EXPECT_LE(rel_error(bn.weight_grad(), gr.dweight), tolerance<T>());
+          EXPECT_LE(rel_error(bn.bias_grad(), gr.dbias), tolerance<T>());
+          if (k.residual) {
+            EXPECT_TRUE(same_bits(dr.values(), g)) << "dresidual is the gated dy";
+          }
+          EXPECT_EQ(y.padding_changed() + dx.padding_changed() + dr.padding_changed(), 0);
+        }
+}
+
+TYPED_TEST(ActivationTest, EvalMatchesLongDoubleLoops) {
+  using T = TypeParam;
+  const Shape s{3, 17, 5, 6};
+  for (const ActCase& k : kActCases)
+    for (Layout layout : {Layout::nchw, Layout::channels_last, Layout::strided})
+      for (bnorm::Variant variant : kVariants) {
+        SCOPED_TRACE(name(k) + " " + name(layout));
+        const auto xv = random_values<T>(s, 21), rv = random_values<T>(s, 22),
+                   dyv = random_values<T>(s, 23);
+        Buffer<T> x(s, layout), r(s, layout), y(s, layout), dy(s, layout), dx(s, layout),
+            dr(s, layout);
+        x.set(xv);
+        r.set(rv);
+        dy.set(dyv);
+        bnorm::Options o;
+        o.activation = k.act;
+        o.variant = variant;
+        bnorm::BatchNorm2d<T> bn(s[1], o);
+        bn.weight() = random_array<T>(s[1], 24, -2, 2);
+        bn.bias() = random_array<T>(s[1], 25, -1, 1);
+        bn.running_mean() = random_array<T>(s[1], 26, -1, 1);
+        bn.running_var() = random_array<T>(s[1], 27, 0.5, 2);
+        bn.eval();
+        const auto saved = k.residual ? bn.forward(x.cview(), r.cview(), y.view())
+                                      : bn.forward(x.cview(), y.view());
+        if (k.residual)
+          bn.backward(saved, dy.cview(), dx.view(), dr.view());
+        else
+          bn.backward(saved, dy.cview(), dx.view());
+        std::vector<long double> yref(xv.size()), dxref(xv.size());
+        const index_t plane = s[2] * s[3];
+        for (std::size_t i = 0; i < xv.size(); ++i) {
+          const auto c = (static_cast<index_t>(i) / plane) % s[1];
+          const long double scale =
+              bn.weight()[c] / std::sqrt(static_cast<long double>(bn.running_var()[c]) + 1e-5L);
+          const long double z = (xv[i] - static_cast<long double>(bn.running_mean()[c])) * scale +
+                                bn.bias()[c] + (k.residual ? rv[i] : 0);
+          const bool pass = k.act == Activation::none || z > 0;
+          yref[i] = pass ? z : 0;
+          dxref[i] = pass ? dyv[i] * scale : 0;
+        }
+        EXPECT_LE(rel_error(y.values(), yref), tolerance<T>());
+        EXPECT_LE(rel_error(dx.values(), dxref), tolerance<T>());
+      }
+}
+
+// The fused epilogue is the plain forward's formula with the activation applied to its value:
+// the same bits as BatchNorm alone followed by (+ r and) relu written out here, in every layout.
+TYPED_TEST(ActivationTest, FusedBitsAreBatchNormThenActivation) {
+  using T = TypeParam;
+  for (const Shape& s : {Shape{2, 33, 8, 8}, Shape{3, 5, 7, 9}})
+    for (Layout layout : kAllLayouts)
+      for (bool train : {true, false}) {
+        SCOPED_TRACE(to_string(s) + " " + name(layout) + (train ? " train" : " eval"));
+        const auto xv = random_values<T>(s, 31), rv = random_values<T>(s, 32),
+                   dyv = random_values<T>(s, 33);
+        Buffer<T> x(s, layout), r(s, layout), y(s, layout), plain(s, layout), dy(s, layout),
+            dx(s, layout), dx_plain(s, layout), g(s, layout), dr(s, layout);
+        x.set(xv);
+        r.set(rv);
+        dy.set(dyv);
+        bnorm::Options o;
+        o.activation = Activation::relu;
+        bnorm::BatchNorm2d<T> bn(s[1], o), ref(s[1]);
+        for (auto* m : {&bn, &ref}) {
+          m->weight() = random_array<T>(s[1], 34, -2, 2);
+          m->bias() = random_array<T>(s[1], 35, -1, 1);
+          m->train(train);
+        }
+        const auto saved = bn.forward(x.cview(), r.cview(), y.view());
+        const auto saved_plain = ref.forward(x.cview(), plain.view());
+        std::vector<T> expect = plain.values(), gate(xv.size());
+        for (std::size_t i = 0; i < expect.size(); ++i) {
+          expect[i] = relu(T(expect[i] + rv[i]));
+          gate[i] = expect[i] <= 0 ? T(0) : dyv[i];
+        }
+        EXPECT_TRUE(same_bits(y.values(), expect));
+        bn.backward(saved, dy.cview(), dx.view(), dr.view());
+        g.set(gate);
+        ref.backward(saved_plain, g.cview(), dx_plain.view());
+        EXPECT_TRUE(same_bits(dr.values(), gate));
+        EXPECT_TRUE(same_bits(dx.values(), dx_plain.values()));
+        EXPECT_TRUE(
+            same_bits(std::vector<T>(bn.weight_grad().data(), bn.weight_grad().data() + s[1]),
+                      std::vector<T>(ref.weight_grad().data(), ref.weight_grad().data() + s[1])));
+      }
+}
+
+// In place: y over the residual, dresidual over dy, dx over dy, and dx over x (the gate then
+// needs a buffer of its own): the bits of out of place.
+TYPED_TEST(ActivationTest, InPlaceGivesTheSameBits) {
+  using T = TypeParam;
+  const Shape s{2, 18, 5, 5};
+  const auto xv = random_values<T>(s, 41), rv = random_values<T>(s, 42),
+             dyv = random_values<T>(s, 43);
+  bnorm::Options o;
+  o.activation = Activation::relu;
+  auto run = [&](int mode) {
+    Buffer<T> x(s), r(s), y(s), dy(s), dx(s), dr(s);
+    x.set(xv);
+    r.set(rv);
+    dy.set(dyv);
+    bnorm::BatchNorm2d<T> bn(s[1], o);
+    const bnorm::NCHWView<T> yv = mode == 1 ? r.view() : y.view();
+    const auto saved = bn.forward(x.cview(), r.cview(), yv);
+    if (mode == 2) {  // dresidual over dy, then dx separate
+      bn.backward(saved, dy.cview(), dx.view(), dy.view());
+      return std::make_pair(mode == 1 ? r.values() : y.values(), dx.values());
+    }
+    if (mode == 3) {  // dx over dy, no dresidual
+      bn.backward(saved, dy.cview(), dy.view());
+      return std::make_pair(y.values(), dy.values());
+    }
+    if (mode == 4) {  // dx over x
+      bn.backward(saved, dy.cview(), x.view());
+      return std::make_pair(y.values(), x.values());
+    }
+    bn.backward(saved, dy.cview(), dx.view(), dr.view());
+    return std::make_pair(mode == 1 ? r.values() : y.values(), dx.values());
+  };
+  const auto ref = run(0);
+  for (int mode = 1; mode <= 4; ++mode) {
+    SCOPED_TRACE(mode);
+    const auto got = run(mode);
+    EXPECT_TRUE(same_bits(got.first, ref.first));
+    EXPECT_TRUE(same_bits(got.second, ref.second));
+  }
+}
+
+// Finite differences of the staged nodes' local backward (step 10 Add, step 11 ReLU), and of
+// the whole staged composition L = sum(w * y) in x and r, away from ReLU's kink.
+TEST(ActivationStaged, NodesAndCompositionMatchFiniteDifferences) {
+  using bnorm::staged::Tensor4;
+  namespace nodes = bnorm::staged::nodes;
+  const Shape s{2, 3, 4, 5};
+  const auto tv = random_values<double>(s, 51), dv = random_values<double>(s, 52);
+  Tensor4<double> t(2, 3, 4, 5), dout(2, 3, 4, 5);
+  std::copy(tv.begin(), tv.end(), t.data());
+  std::copy(dv.begin(), dv.end(), dout.data());
+  const Tensor4<double> din = nodes::Relu::backward<double>(t, dout);
+  const double h = 1e-6;
+  for (Eigen::Index i = 0; i < t.size(); ++i) {
+    if (std::abs(t.data()[i]) < 1e-3) continue;
+    Tensor4<double> up = t, down = t;
+    up.data()[i] += h;
+    down.data()[i] -= h;
+    const Tensor4<double> fu = nodes::Relu::forward<double>(up),
+                          fd = nodes::Relu::forward<double>(down);
+    const double fdiff = (fu.data()[i] - fd.data()[i]) / (2 * h) * dout.data()[i];
+    EXPECT_NEAR(din.data()[i], fdiff, 1e-8);
+  }
+  const auto [da, db] = nodes::Add::backward<double>(dout);
+  for (Eigen::Index i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(da.data()[i], dout.data()[i]);  // d(t + r)/dt = d(t + r)/dr = 1
+    EXPECT_EQ(db.data()[i], dout.data()[i]);
+  }
+
+  // the whole op: L(x, r) = sum dy * relu(BN(x) + r)
+  const auto xv = random_values<double>(s, 53), rv = random_values<double>(s, 54),
+             dyv = random_values<double>(s, 55);
+  const Eigen::ArrayXd w = random_array<double>(3, 56, -2, 2),
+                       b = random_array<double>(3, 57, -1, 1);
+  auto loss = [&](const std::vector<double>& xs, const std::vector<double>& rs) {
+    std::vector<double> y(xs.size());
+    const bnorm::NCHWView<const double> xview(xs.data(), 2, 3, 4, 5), rview(rs.data(), 2, 3, 4, 5);
+    bnorm::staged::forward_training<double, bnorm::NCHWView>(
+        xview, &rview, w, b, 1e-5, bnorm::NCHWView<double>(y.data(), 2, 3, 4, 5), Activation::relu);
+    double l = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) l += dyv[i] * y[i];
+    return l;
+  };
+  std::vector<double> y(xv.size()), dx(xv.size()), dr(xv.size());
+  const bnorm::NCHWView<const double> xview(xv.data(), 2, 3, 4, 5), rview(rv.data(), 2, 3, 4, 5);
+  const auto k = bnorm::staged::forward_training<double, bnorm::NCHWView>(
+      xview, &rview, w, b, 1e-5, bnorm::NCHWView<double>(y.data(), 2, 3, 4, 5), Activation::relu);
+  Eigen::ArrayXd dw, dbias;
+  const bnorm::NCHWView<double> drv(dr.data(), 2, 3, 4, 5);
+  bnorm::staged::backward<double, bnorm::NCHWView>(
+      k, w, bnorm::NCHWView<const double>(dyv.data(), 2, 3, 4, 5),
+      bnorm::NCHWView<double>(dx.data(), 2, 3, 4, 5), &drv, dw, dbias);
+  const Tensor4<double>& z = k.pre_activation();
+  double min_abs_z = 1e300;
+  for (Eigen::Index i = 0; i < z.size(); ++i)
+    min_abs_z = std::min(min_abs_z, std::abs(z.data()[i]));
+  ASSERT_GT(min_abs_z, 1e-4) << "a value at the kink: pick another seed";
+  for (std::size_t i = 0; i < xv.size(); ++i) {
+    auto xu = xv, xd = xv, ru = rv, rd = rv;
+    xu[i] += h;
+    xd[i] -= h;
+    ru[i] += h;
+    rd[i] -= h;
+    EXPECT_NEAR(dx[i], (loss(xu, rv) - loss(xd, rv)) / (2 * h), 1e-6) << i;
+    EXPECT_NEAR(dr[i], (loss(xv, ru) - loss(xv, rd)) / (2 * h), 1e-6) << i;
+  }
+}
+
+// BatchNorm1d and BatchNorm3d with ReLU and a residual: the bits of BatchNorm2d on the NCHW
+// face of the same memory.
+TEST(ActivationRanks, OtherRanksGiveTheBitsOfTheNchwFace) {
+  const index_t n = 2, c = 20, d = 3, h = 4, w = 5;
+  const Shape face{n, c, d * h, w};
+  const auto xv = random_values<float>(face, 61), rv = random_values<float>(face, 62),
+             dyv = random_values<float>(face, 63);
+  bnorm::Options o;
+  o.activation = Activation::relu;
+  std::vector<float> y3(xv.size()), dx3(xv.size()), dr3(xv.size()), y2(xv.size()), dx2(xv.size()),
+      dr2(xv.size());
+  bnorm::BatchNorm3d<float> bn3(c, o);
+  bnorm::BatchNorm2d<float> bn2(c, o);
+  auto v5 = [&](float* p) { return bnorm::NCDHWView<float>(p, n, c, d, h, w); };
+  auto v4 = [&](float* p) { return bnorm::NCHWView<float>(p, n, c, d * h, w); };
+  auto c5 = [&](const float* p) { return bnorm::NCDHWView<const float>(p, n, c, d, h, w); };
+  auto c4 = [&](const float* p) { return bnorm::NCHWView<const float>(p, n, c, d * h, w); };
+  const auto s3 = bn3.forward(c5(xv.data()), c5(rv.data()), v5(y3.data()));
+  bn3.backward(s3, c5(dyv.data()), v5(dx3.data()), v5(dr3.data()));
+  const auto s2 = bn2.forward(c4(xv.data()), c4(rv.data()), v4(y2.data()));
+  bn2.backward(s2, c4(dyv.data()), v4(dx2.data()), v4(dr2.data()));
+  EXPECT_TRUE(same_bits(y3, y2));
+  EXPECT_TRUE(same_bits(dx3, dx2));
+  EXPECT_TRUE(same_bits(dr3, dr2));
+
+  // BatchNorm1d over (N, C, L) = (n, c, d*h*w)
+  bnorm::BatchNorm1d<float> bn1(c, o);
+  std::vector<float> y1(xv.size()), dx1(xv.size());
+  const index_t l = d * h * w;
+  const auto s1 = bn1.forward(bnorm::NCLView<const float>(xv.data(), n, c, l),
+                              bnorm::NCLView<float>(y1.data(), n, c, l));
+  bn1.backward(s1, bnorm::NCLView<const float>(dyv.data(), n, c, l),
+               bnorm::NCLView<float>(dx1.data(), n, c, l));
+  bnorm::BatchNorm2d<float> flat(c, o);
+  std::vector<float> yf(xv.size()), dxf(xv.size());
+  const auto sf = flat.forward(bnorm::NCHWView<const float>(xv.data(), n, c, 1, l),
+                               bnorm::NCHWView<float>(yf.data(), n, c, 1, l));
+  flat.backward(sf, bnorm::NCHWView<const float>(dyv.data(), n, c, 1, l),
+                bnorm::NCHWView<float>(dxf.data(), n, c, 1, l));
+  EXPECT_TRUE(same_bits(y1, yf));
+  EXPECT_TRUE(same_bits(dx1, dxf));
+}
+
+TEST(ActivationErrors, ClearMessagesAndNothingChanged) {
+  const Shape s{2, 3, 4, 5};
+  Buffer<float> x(s), r(s), y(s), dy(s), dx(s), dr(s), other({2, 3, 4, 6});
+  x.set(random_values<float>(s, 71));
+  r.set(random_values<float>(s, 72));
+  dy.set(random_values<float>(s, 73));
+  for (bnorm::Variant variant : kVariants) {
+    SCOPED_TRACE(variant);
+    bnorm::Options o;
+    o.activation = Activation::relu;
+    o.variant = variant;
+    bnorm::BatchNorm2d<float> bn(3, o);
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.forward(x.cview(), other.cview(), y.view()); },
+        "bnorm: residual has shape [2, 3, 4, 6], expected [2, 3, 4, 5] (the shape of x)");
+    const auto plain = bn.forward(x.cview(), y.view());
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.backward(plain, dy.cview(), dx.view(), dr.view()); },
+        "bnorm: dresidual given, but the forward had no residual: expected the Saved of "
+        "forward(x, residual, y)");
+    const auto saved = bn.forward(x.cview(), r.cview(), y.view());
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.backward(saved, dy.cview(), dx.view(), dx.view()); },
+        "bnorm: dresidual and dx are the same view, expected two outputs that share no element");
+    expect_rejected<float>(
+        bn, y, dx,
+        [&] {
+          bn.backward(saved, dy.cview(), dx.view(),
+                      bnorm::NCHWView<float>(const_cast<float*>(x.cview().data()), 2, 3, 4, 5));
+        },
+        "bnorm: dresidual is the forward's x or y, which backward reads: expected a view of its "
+        "own");
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.backward(saved, dy.cview(), dx.view(), other.view()); },
+        "bnorm: dresidual has shape [2, 3, 4, 6], expected [2, 3, 4, 5] (the shape of dy)");
+  }
+}
+
+}  // namespace
+}  // namespace bnorm_test
