@@ -24,6 +24,8 @@ struct GoldenStep {
 struct GoldenCase {
   std::string name, dtype;
   std::string module = "2d";  // 1d, 2d or 3d: torch.nn.BatchNorm1d, 2d, 3d
+  std::string activation = "none";  // golden_activation.txt: none or relu after BN(x) (+ r)
+  bool residual = false;            // golden_activation.txt: y = act(BN(x) + residual)
   bnorm::Options options;
   index_t features = 0;
   std::vector<double> weight, bias;
@@ -73,6 +75,10 @@ inline std::vector<GoldenCase> load_golden(const std::string& path) {
       o.momentum = momentum == "none" ? std::nullopt : std::optional<double>(std::stod(momentum));
       o.affine = affine != 0;
       o.track_running_stats = track != 0;
+    } else if (key == "activation") {
+      int residual = 0;
+      in >> cases.back().activation >> key >> residual;
+      cases.back().residual = residual != 0;
     } else if (key == "features") {
       in >> cases.back().features;
     } else if (key == "weight" || key == "bias") {
@@ -83,7 +89,8 @@ inline std::vector<GoldenCase> load_golden(const std::string& path) {
       in >> mode;
       cases.back().steps.emplace_back();
       cases.back().steps.back().train = mode == "train";
-    } else if (key == "x" || key == "dy" || key == "y" || key == "dx") {
+    } else if (key == "x" || key == "dy" || key == "y" || key == "dx" || key == "residual" ||
+               key == "dresidual") {
       auto& step = cases.back().steps.back();
       in >> step.shape[0] >> step.shape[1] >> step.shape[2] >> step.shape[3];
       step.data[key] = read_values(in, count(step.shape));

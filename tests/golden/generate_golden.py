@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Generate tests/golden/golden.txt: reference BatchNorm2d results from PyTorch, and
-tests/golden/golden_ranks.txt: BatchNorm1d and BatchNorm3d ones.
+tests/golden/golden_ranks.txt: BatchNorm1d and BatchNorm3d ones, and
+tests/golden/golden_activation.txt: BatchNorm2d followed by ReLU, by a residual add, or both.
 
 Run with Debian's python, where python3-torch is installed:
 
-    /usr/bin/python3 tests/golden/generate_golden.py          # golden.txt
-    /usr/bin/python3 tests/golden/generate_golden.py ranks    # golden_ranks.txt
+    /usr/bin/python3 tests/golden/generate_golden.py             # golden.txt
+    /usr/bin/python3 tests/golden/generate_golden.py ranks       # golden_ranks.txt
+    /usr/bin/python3 tests/golden/generate_golden.py activation  # golden_activation.txt
 
 The output is a whitespace-token text file (format in tests/golden/README.md).
 Inputs come from seeded NumPy generators (one per case), so the file is
@@ -28,6 +30,7 @@ except ImportError as exc:  # pragma: no cover
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "golden.txt")
 OUT_RANKS = os.path.join(HERE, "golden_ranks.txt")  # `generate_golden.py ranks`
+OUT_ACTIVATION = os.path.join(HERE, "golden_activation.txt")  # `generate_golden.py activation`
 FORMAT_VERSION = 1
 
 TRAIN_STEPS = 3
@@ -151,6 +154,116 @@ def other_ranks(lines):
              dtype="float32", seed=seed, module="3d")
 
 
+# The kinds of golden_activation.txt: (activation, residual) of
+# y = act(bn(x) + r) (r only with residual).
+ACTIVATION_KINDS = {"relu": ("relu", False), "add_relu": ("relu", True), "add": ("none", True)}
+ACTIVATION_STEPS = ("train", "train", "eval")
+
+
+def run_activation_case(lines, name, kind, shape, dtype="float64", eps=1e-5, momentum=0.1,
+                        affine=True, seed=0, steps=ACTIVATION_STEPS):
+    """y = F.relu(bn(x)), F.relu(bn(x) + r) or bn(x) + r: the records of run_case, the
+    `activation` record after `options`, and `residual` (r) and `dresidual` (its gradient)
+    in each step of the residual kinds. BatchNorm2d with tracked running statistics."""
+    activation, residual = ACTIVATION_KINDS[kind]
+    c = shape[1]
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    npdtype = np.float64 if dtype == "float64" else np.float32
+    rng = np.random.RandomState(seed)
+    torch.manual_seed(seed)
+
+    bn = torch.nn.BatchNorm2d(c, eps=eps, momentum=momentum, affine=affine,
+                              track_running_stats=True).to(tdtype)
+    lines.append("case %s" % name)
+    lines.append("dtype %s" % dtype)
+    lines.append("options eps %s momentum %s affine %d track %d" % (
+        "%.17g" % eps, "none" if momentum is None else "%.17g" % momentum, int(affine), 1))
+    lines.append("activation %s residual %d" % (activation, int(residual)))
+    lines.append("features %d" % c)
+    if affine:
+        # Random magnitudes and signs: with a negative weight relu clips where x is above
+        # the mean, so the mask is not a function of x_hat's sign.
+        sign = np.where(rng.uniform(size=c) < 0.3, -1.0, 1.0)
+        wv = (sign * rng.uniform(0.5, 1.5, size=c)).astype(npdtype)
+        bv = (0.5 * rng.standard_normal(size=c)).astype(npdtype)
+        with torch.no_grad():
+            bn.weight.copy_(torch.from_numpy(wv))
+            bn.bias.copy_(torch.from_numpy(bv))
+        lines.append(vector_record("weight", bn.weight, dtype))
+        lines.append(vector_record("bias", bn.bias, dtype))
+
+    per_channel = (1, c, 1, 1)
+    offset = rng.uniform(-5.0, 5.0, size=per_channel)
+    scale = rng.uniform(0.5, 3.0, size=per_channel)
+
+    for mode in steps:
+        bn.train(mode == "train")
+        xv = (scale * rng.standard_normal(size=shape) + offset).astype(npdtype)
+        dyv = rng.standard_normal(size=shape).astype(npdtype)
+        x = torch.from_numpy(xv).requires_grad_(True)
+        dy = torch.from_numpy(dyv)
+        r = None
+        if residual:
+            r = torch.from_numpy(rng.standard_normal(size=shape).astype(npdtype))
+            r.requires_grad_(True)
+        if affine:
+            bn.weight.grad = None
+            bn.bias.grad = None
+        z = bn(x)
+        if residual:
+            z = z + r
+        y = torch.nn.functional.relu(z) if activation == "relu" else z
+        if activation == "relu":
+            # No pre-activation value within rounding of 0: there a one-ulp difference between
+            # two correct implementations would flip the mask, and the gradients with it.
+            margin = 1e-5 if dtype == "float32" else 1e-9
+            closest = float(z.detach().abs().min())
+            if closest < margin:
+                sys.exit("case %s: a pre-activation value %.3g is within %g of 0; "
+                         "change the seed" % (name, closest, margin))
+            clipped = float((y == 0).double().mean())
+            if not 0.2 <= clipped <= 0.8:
+                sys.exit("case %s: relu clips %.0f%% of the values" % (name, 100 * clipped))
+        y.backward(dy)
+
+        lines.append("step %s" % mode)
+        lines.append(tensor_record("x", x, dtype))
+        if residual:
+            lines.append(tensor_record("residual", r, dtype))
+        lines.append(tensor_record("dy", dy, dtype))
+        lines.append(tensor_record("y", y, dtype))
+        lines.append(tensor_record("dx", x.grad, dtype))
+        if residual:
+            lines.append(tensor_record("dresidual", r.grad, dtype))
+        if affine:
+            lines.append(vector_record("dweight", bn.weight.grad, dtype))
+            lines.append(vector_record("dbias", bn.bias.grad, dtype))
+        lines.append(vector_record("running_mean", bn.running_mean, dtype))
+        lines.append(vector_record("running_var", bn.running_var, dtype))
+        lines.append("num_batches_tracked %d" % int(bn.num_batches_tracked))
+        lines.append("endstep")
+    lines.append("endcase")
+
+
+def activation_cases(lines):
+    """Each kind (relu, add_relu, add) in float64 and float32 on three shapes with
+    affine=1, momentum 0.1, eps 1e-5, and once with affine=0, cumulative average, eps 1e-3."""
+    seed = 3000
+    shapes = [(2, 3, 5, 7), (2, 16, 3, 2), (8, 5, 1, 1)]
+    for kind in ACTIVATION_KINDS:
+        for dtype in ("float64", "float32"):
+            for shape in shapes:
+                seed += 1
+                name = "%s_%s_affine1_m01_%s" % (kind, dtype, "x".join(str(e) for e in shape))
+                run_activation_case(lines, name, kind, shape, dtype=dtype, seed=seed)
+            seed += 1
+            shape = (3, 4, 2, 5)
+            name = "%s_%s_affine0_mnone_eps1e-3_%s" % (kind, dtype,
+                                                       "x".join(str(e) for e in shape))
+            run_activation_case(lines, name, kind, shape, dtype=dtype, eps=1e-3,
+                                momentum=None, affine=False, seed=seed)
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -159,6 +272,12 @@ def main():
         other_ranks(lines)
         write(lines, OUT_RANKS)
         return
+    if sys.argv[1:] == ["activation"]:
+        activation_cases(lines)
+        write(lines, OUT_ACTIVATION)
+        return
+    if sys.argv[1:]:
+        sys.exit("usage: generate_golden.py [ranks|activation]")
 
     seed = 1000
     shapes = [(2, 3, 4, 5), (3, 2, 3, 1), (1, 4, 2, 3), (2, 3, 4, 5)]
@@ -201,7 +320,7 @@ def write(lines, out):
     nsteps = sum(1 for l in lines if l.startswith("step "))
     print("wrote %s: %d bytes, %d cases, %d steps, torch %s" % (out, size, ncases, nsteps, torch.__version__))
     if size >= 1 << 20:
-        sys.exit("golden.txt is larger than 1 MB")
+        sys.exit("%s is larger than 1 MB" % os.path.basename(out))
 
 
 if __name__ == "__main__":
