@@ -132,46 +132,62 @@ TYPED_TEST(ActivationTest, EvalMatchesLongDoubleLoops) {
       }
 }
 
-// The fused epilogue is the plain forward's formula with the activation applied to its value:
-// the same bits as BatchNorm alone followed by (+ r and) relu written out here, in every layout.
+// The fused epilogue is the plain forward's formula with the activation applied to its value,
+// and the fused backward (mask recomputed from x without a residual, read from y with one) is
+// the plain backward of the gated dy: the same bits as BatchNorm alone with the activation
+// written out here, in every layout, train and eval. The weight changes between forward and
+// backward: the mask is the forward's, the backward's weight the module's as it is then.
 TYPED_TEST(ActivationTest, FusedBitsAreBatchNormThenActivation) {
   using T = TypeParam;
-  for (const Shape& s : {Shape{2, 33, 8, 8}, Shape{3, 5, 7, 9}})
+  for (const Shape& s : {Shape{2, 33, 8, 8}, Shape{3, 5, 7, 9}, Shape{2, 20, 3, 3}})
     for (Layout layout : kAllLayouts)
-      for (bool train : {true, false}) {
-        SCOPED_TRACE(to_string(s) + " " + name(layout) + (train ? " train" : " eval"));
-        const auto xv = random_values<T>(s, 31), rv = random_values<T>(s, 32),
-                   dyv = random_values<T>(s, 33);
-        Buffer<T> x(s, layout), r(s, layout), y(s, layout), plain(s, layout), dy(s, layout),
-            dx(s, layout), dx_plain(s, layout), g(s, layout), dr(s, layout);
-        x.set(xv);
-        r.set(rv);
-        dy.set(dyv);
-        bnorm::Options o;
-        o.activation = Activation::relu;
-        bnorm::BatchNorm2d<T> bn(s[1], o), ref(s[1]);
-        for (auto* m : {&bn, &ref}) {
-          m->weight() = random_array<T>(s[1], 34, -2, 2);
-          m->bias() = random_array<T>(s[1], 35, -1, 1);
-          m->train(train);
+      for (bool train : {true, false})
+        for (bool residual : {false, true}) {
+          SCOPED_TRACE(to_string(s) + " " + name(layout) + (train ? " train" : " eval") +
+                       (residual ? " +r" : ""));
+          const auto xv = random_values<T>(s, 31), rv = random_values<T>(s, 32),
+                     dyv = random_values<T>(s, 33);
+          Buffer<T> x(s, layout), r(s, layout), y(s, layout), plain(s, layout), dy(s, layout),
+              dx(s, layout), dx_plain(s, layout), g(s, layout), dr(s, layout);
+          x.set(xv);
+          r.set(rv);
+          dy.set(dyv);
+          bnorm::Options o;
+          o.activation = Activation::relu;
+          bnorm::BatchNorm2d<T> bn(s[1], o), ref(s[1]);
+          for (auto* m : {&bn, &ref}) {
+            m->weight() = random_array<T>(s[1], 34, -2, 2);
+            m->bias() = random_array<T>(s[1], 35, -1, 1);
+            m->running_mean() = random_array<T>(s[1], 36, -1, 1);
+            m->running_var() = random_array<T>(s[1], 37, 0.5, 2);
+            m->train(train);
+          }
+          const auto saved = residual ? bn.forward(x.cview(), r.cview(), y.view())
+                                      : bn.forward(x.cview(), y.view());
+          const auto saved_plain = ref.forward(x.cview(), plain.view());
+          std::vector<T> expect = plain.values(), gate(xv.size());
+          for (std::size_t i = 0; i < expect.size(); ++i) {
+            expect[i] = relu(residual ? T(expect[i] + rv[i]) : expect[i]);
+            gate[i] = expect[i] <= 0 ? T(0) : dyv[i];
+          }
+          EXPECT_TRUE(same_bits(y.values(), expect));
+          for (auto* m : {&bn, &ref}) m->weight() = -m->weight();
+          if (residual) {
+            bn.backward(saved, dy.cview(), dx.view(), dr.view());
+            EXPECT_TRUE(same_bits(dr.values(), gate));
+          } else {
+            bn.backward(saved, dy.cview(), dx.view());
+          }
+          g.set(gate);
+          ref.backward(saved_plain, g.cview(), dx_plain.view());
+          EXPECT_TRUE(same_bits(dx.values(), dx_plain.values()));
+          EXPECT_TRUE(
+              same_bits(std::vector<T>(bn.weight_grad().data(), bn.weight_grad().data() + s[1]),
+                        std::vector<T>(ref.weight_grad().data(), ref.weight_grad().data() + s[1])));
+          EXPECT_TRUE(
+              same_bits(std::vector<T>(bn.bias_grad().data(), bn.bias_grad().data() + s[1]),
+                        std::vector<T>(ref.bias_grad().data(), ref.bias_grad().data() + s[1])));
         }
-        const auto saved = bn.forward(x.cview(), r.cview(), y.view());
-        const auto saved_plain = ref.forward(x.cview(), plain.view());
-        std::vector<T> expect = plain.values(), gate(xv.size());
-        for (std::size_t i = 0; i < expect.size(); ++i) {
-          expect[i] = relu(T(expect[i] + rv[i]));
-          gate[i] = expect[i] <= 0 ? T(0) : dyv[i];
-        }
-        EXPECT_TRUE(same_bits(y.values(), expect));
-        bn.backward(saved, dy.cview(), dx.view(), dr.view());
-        g.set(gate);
-        ref.backward(saved_plain, g.cview(), dx_plain.view());
-        EXPECT_TRUE(same_bits(dr.values(), gate));
-        EXPECT_TRUE(same_bits(dx.values(), dx_plain.values()));
-        EXPECT_TRUE(
-            same_bits(std::vector<T>(bn.weight_grad().data(), bn.weight_grad().data() + s[1]),
-                      std::vector<T>(ref.weight_grad().data(), ref.weight_grad().data() + s[1])));
-      }
 }
 
 // In place: y over the residual, dresidual over dy, dx over dy, and dx over x (the gate then

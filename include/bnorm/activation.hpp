@@ -22,6 +22,37 @@
 
 namespace bnorm::fused {
 
+/// The ReLU that followed BatchNorm in a forward without a residual, y = relu(BN(x)), given by
+/// that forward's weight and bias: the backward recomputes z = BN(x) from x with them, as the
+/// forward computed it, so it needs neither y nor a mask.
+template <class T>
+struct Relu {
+  const Eigen::Array<T, Eigen::Dynamic, 1>& weight;  ///< the forward's weight (C, or 0)
+  const Eigen::Array<T, Eigen::Dynamic, 1>& bias;    ///< the forward's bias (C, or 0)
+};
+
+namespace detail_relu {
+/// relu's arrays checked (C elements, or both 0; neither a gradient array) as the kernels'
+/// gate.
+template <class T>
+bnorm::detail::ReluGate<T> checked_gate(const Relu<T>& relu, index_t channels,
+                                        const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                                        const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+  using namespace bnorm::detail;
+  if (relu.weight.size() != 0 || relu.bias.size() != 0) {
+    check_size("relu.weight", relu.weight.size(), channels,
+               "the channels of x, or 0 for no affine transform");
+    check_size("relu.bias", relu.bias.size(), channels, "the channels of x, as relu.weight");
+  }
+  for (const auto* out : {&dweight, &dbias}) {
+    const char* name = out == &dweight ? "dweight" : "dbias";
+    check_distinct_arrays(name, *out, "relu.weight", relu.weight);
+    check_distinct_arrays(name, *out, "relu.bias", relu.bias);
+  }
+  return {&relu.weight, &relu.bias};
+}
+}  // namespace detail_relu
+
 /// Training forward with a residual and an activation:
 ///   y = act((x - mean) * invstd * weight + bias + residual),
 /// with the batch statistics of x (returned), as forward_training (fused.hpp) computes them.
@@ -100,6 +131,48 @@ void relu_backward(detail::identity_t<NCHWView<const T>> y,
   detail::passes<T>().relu_gate(y, dy, g);
 }
 
+/// Training backward of y = relu(BN(x)) (forward_training with Activation::relu and no
+/// residual): with g = dy where z = (x - mean) * invstd * relu.weight + relu.bias > 0 (z as the
+/// forward computed it), else 0, the closed form of backward (fused.hpp) with dy = g, in the
+/// same sweeps: the mask costs no pass and no memory. The rules and errors of backward, and
+/// relu's arrays must have C elements or 0 (affine = false).
+template <class T>
+void backward(detail::identity_t<NCHWView<const T>> x, detail::identity_t<NCHWView<const T>> dy,
+              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
+              NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+  detail::check_backward_args(x, dy, weight, dx);
+  detail::check_gradient_arrays(weight, dweight, dbias);
+  const index_t m = x.n() * x.h() * x.w();
+  detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
+  detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
+  detail::require(stats.count == m, "stats.count is ", stats.count, ", expected ", m,
+                  " (N*H*W of x)");
+  const auto gate = detail_relu::checked_gate(relu, x.c(), dweight, dbias);
+  detail::passes<T>().backward(x, dy, weight, stats, dx, dweight, dbias, gate);
+}
+
+/// Eval backward of y = relu(BN(x)) with running statistics (forward_inference with
+/// Activation::relu and no residual): g = dy where z > 0, z recomputed from x as above with
+/// the running statistics, then backward_inference (fused.hpp) with dy = g.
+template <class T>
+void backward_inference(detail::identity_t<NCHWView<const T>> x,
+                        detail::identity_t<NCHWView<const T>> dy,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                        NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+  detail::check_backward_args(x, dy, weight, dx);
+  detail::check_gradient_arrays(weight, dweight, dbias, &running_mean, &running_var);
+  detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
+  detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
+  detail::check_eps(eps);
+  const auto gate = detail_relu::checked_gate(relu, x.c(), dweight, dbias);
+  detail::passes<T>().backward_inference(x, dy, weight, running_mean, running_var, eps, dx, dweight,
+                                         dbias, gate);
+}
+
 // The same over NCLView and NCDHWView: checked on the views as given, run on their NCHW faces
 // (other_ranks.hpp).
 
@@ -164,6 +237,35 @@ void forward_inference(detail::identity_t<V<const T>> x,
   detail::NchwFace<T> fy(y);
   forward_inference<T>(*fx, weight, bias, running_mean, running_var, eps, *fy, act);
   fy.write_back();
+}
+
+/// backward of y = relu(BN(x)) over rank-3 or rank-5 views.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+void backward(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
+              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
+              V<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+              Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+  detail::check_backward_args(x, dy, weight, dx);
+  const detail::NchwFace<const T> fx(x), fdy(dy);
+  detail::NchwFace<T> fdx(dx);
+  backward<T>(*fx, *fdy, weight, stats, *fdx, dweight, dbias, relu);
+  fdx.write_back();
+}
+
+/// backward_inference of y = relu(BN(x)) over rank-3 or rank-5 views.
+template <class T, template <class> class V, detail::if_other_rank<V> = 0>
+void backward_inference(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
+                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> dx,
+                        Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+  detail::check_backward_args(x, dy, weight, dx);
+  const detail::NchwFace<const T> fx(x), fdy(dy);
+  detail::NchwFace<T> fdx(dx);
+  backward_inference<T>(*fx, *fdy, weight, running_mean, running_var, eps, *fdx, dweight, dbias,
+                        relu);
+  fdx.write_back();
 }
 
 /// relu_backward over rank-3 or rank-5 views.

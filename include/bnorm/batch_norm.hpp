@@ -78,9 +78,9 @@ class BatchNorm {
     /// true when the forward ran in place (y was x): x is gone, so backward rejects it.
     bool in_place() const { return in_place_; }
     /// The activation the forward applied (the module's option at forward time).
-    Activation activation() const { return activation_; }
+    Activation activation() const { return epilogue_.activation; }
     /// true when the forward added a residual: backward can then give dresidual.
-    bool has_residual() const { return residual_; }
+    bool has_residual() const { return epilogue_.residual; }
 
    private:
     friend class BatchNorm;
@@ -88,11 +88,9 @@ class BatchNorm {
     bool batch_statistics_ = true;
     Variant variant_ = Variant::fused;
     bool in_place_ = false;
-    bool residual_ = false;
-    Activation activation_ = Activation::none;
     Array mean_, invstd_;
-    View<const T> x_;                   // the forward's x: read by fused, checked against dx
-    View<const T> y_;                   // the forward's y: fused reads the activation's mask
+    View<const T> x_;  // the forward's x: read by fused, checked against dx
+    detail::SavedEpilogue<T, View> epilogue_;
     fused::BatchStatistics stats_;      // fused, batch statistics
     Array running_mean_, running_var_;  // fused, eval: the buffers as the forward used them
     typename detail::StagedBackend<T>::Cache cache_;  // staged
@@ -228,10 +226,14 @@ class BatchNorm {
     s.variant_ = options_.variant;
     s.x_ = x;
     s.in_place_ = detail::same_view(y, x);
-    s.y_ = y;
-    s.residual_ = residual != nullptr;
-    s.activation_ = options_.activation;
     const Activation act = options_.activation;
+    s.epilogue_.activation = act;
+    s.epilogue_.residual = residual != nullptr;
+    s.epilogue_.y = y;
+    if (s.epilogue_.recomputed()) {  // the forward's, whatever the module's become by backward
+      s.epilogue_.weight = weight_;
+      s.epilogue_.bias = bias_;
+    }
     if (x.size() == 0) return s;  // nothing to normalise and nothing learnt: no state changes
 
     const double eps = options_.eps;
@@ -276,8 +278,7 @@ class BatchNorm {
   void backward_impl(const Saved& saved, const View<const T>& dy, const View<T>& dx,
                      const View<T>* dresidual) {
     check_backward(saved.shape_, saved.in_place_, saved.x_, dy, dx);
-    detail::check_epilogue_backward(saved.activation_, saved.residual_, saved.x_, saved.y_, dy, dx,
-                                    dresidual);
+    detail::check_epilogue_backward(saved.epilogue_, saved.x_, dy, dx, dresidual);
     const index_t p = options_.affine ? num_features_ : 0;
     if (dy.size() == 0) {
       weight_grad_.setZero(p);
@@ -289,12 +290,11 @@ class BatchNorm {
       detail::StagedBackend<T>::backward(saved.cache_, weight_, dy, dx, dresidual, dweight, dbias);
     } else {
       detail::epilogue_backward<T, View>(
-          saved.activation_, saved.x_, saved.y_, dy, dx, dresidual, [&](const View<const T>& g) {
-            if (saved.batch_statistics_)
-              fused::backward(saved.x_, g, weight_, saved.stats_, dx, dweight, dbias);
-            else
-              fused::backward_inference(saved.x_, g, weight_, saved.running_mean_,
-                                        saved.running_var_, options_.eps, dx, dweight, dbias);
+          saved.epilogue_, saved.x_, dy, dx, dresidual,
+          [&](const View<const T>& g, const fused::Relu<T>* relu) {
+            detail::fused_bn_backward(saved.batch_statistics_, saved.x_, g, weight_, saved.stats_,
+                                      saved.running_mean_, saved.running_var_, options_.eps, dx,
+                                      dweight, dbias, relu);
           });
     }
     weight_grad_ = std::move(dweight);

@@ -91,7 +91,7 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), channels, "the channels of x");
   bnorm::detail::require(stats.count == m, "stats.count is ", stats.count, ", expected ", m,
                          " (N*H*W of x)");
-  bnorm::detail::passes<T>().backward(x, dy, weight, stats, dx, dweight, dbias);
+  bnorm::detail::passes<T>().backward(x, dy, weight, stats, dx, dweight, dbias, {});
 }
 
 /// Eval backward with running statistics, which are constants of the forward:
@@ -111,7 +111,7 @@ void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
   bnorm::detail::check_eps(eps);
   bnorm::detail::passes<T>().backward_inference(x, dy, weight, running_mean, running_var, eps, dx,
-                                                dweight, dbias);
+                                                dweight, dbias, {});
 }
 
 // ---------------------------------------------------------------------------------------------

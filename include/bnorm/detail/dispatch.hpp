@@ -113,6 +113,14 @@ struct Epilogue {
   const NCHWView<const T>* residual = nullptr;
 };
 
+/// The ReLU a backward passes through when y = relu(BN(x)), recomputed from x: the forward's
+/// weight and bias (a null weight: no ReLU, g = dy).
+template <class T>
+struct ReluGate {
+  const Eigen::Array<T, Eigen::Dynamic, 1>* weight = nullptr;
+  const Eigen::Array<T, Eigen::Dynamic, 1>* bias = nullptr;
+};
+
 /// One kernel set's entry points of the whole passes: the fused variant after validation
 /// (fused.hpp), and the running buffers' update (batch_norm.hpp).
 template <class T>
@@ -123,9 +131,9 @@ struct Passes {
   void (*forward_inference)(NCHWView<const T>, const Array&, const Array&, const Array&,
                             const Array&, double, NCHWView<T>, const Epilogue<T>&);
   void (*backward)(NCHWView<const T>, NCHWView<const T>, const Array&,
-                   const fused::BatchStatistics&, NCHWView<T>, Array&, Array&);
+                   const fused::BatchStatistics&, NCHWView<T>, Array&, Array&, const ReluGate<T>&);
   void (*backward_inference)(NCHWView<const T>, NCHWView<const T>, const Array&, const Array&,
-                             const Array&, double, NCHWView<T>, Array&, Array&);
+                             const Array&, double, NCHWView<T>, Array&, Array&, const ReluGate<T>&);
   void (*update_running)(Array&, Array&, const Eigen::ArrayXd&, const Eigen::ArrayXd&, double,
                          double);
   void (*relu_gate)(NCHWView<const T>, NCHWView<const T>, NCHWView<T>);

@@ -66,7 +66,15 @@
                                                BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>,  \
                                                bnorm::Activation);                                 \
   KIND void bnorm::fused::relu_backward<T>(bnorm::NCHWView<const T>, bnorm::NCHWView<const T>,     \
-                                           bnorm::NCHWView<T>);
+                                           bnorm::NCHWView<T>);                                    \
+  KIND void bnorm::fused::backward<T>(bnorm::NCHWView<const T>, bnorm::NCHWView<const T>,          \
+                                      BNORM_DETAIL_ARRAY(T), const bnorm::fused::BatchStatistics&, \
+                                      bnorm::NCHWView<T>, BNORM_DETAIL_OUT_ARRAY(T),               \
+                                      BNORM_DETAIL_OUT_ARRAY(T), const bnorm::fused::Relu<T>&);    \
+  KIND void bnorm::fused::backward_inference<T>(                                                   \
+      bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),                   \
+      BNORM_DETAIL_ARRAY(T), BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>,                    \
+      BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T), const bnorm::fused::Relu<T>&);
 
 #ifndef BNORM_NO_STAGED
 #define BNORM_DETAIL_STAGED_INSTANCES(KIND, T)                                                   \

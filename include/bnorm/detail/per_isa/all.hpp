@@ -22,7 +22,8 @@
 #include "moments.hpp"
 #include "activation.hpp"
 #include "normalise.hpp"
-#include "gradients.hpp"
+#include "grad_sums.hpp"
+#include "grad_input.hpp"
 #include "passes.hpp"
 #include "split_passes.hpp"
 // clang-format on

@@ -2,11 +2,11 @@
 /// @brief The elementwise map of a forward pass, y = ((x - hi) - lo) * scale + shift, over every
 /// layout, and its fusion with the next block's statistics.
 
-#if defined(BNORM_HAVE_PACKS)
 /// Per-channel constants of an elementwise pass: k[j][c - c0] is constant j of channel c.
 template <class T, std::size_t K>
 using ChannelConstants = std::array<std::vector<T>, K>;
 
+#if defined(BNORM_HAVE_PACKS)
 /// f with the constants kc appended to its arguments: with_constants(f, kc)(v...) = f(v..., kc...).
 /// (No std::apply: a std function compiled for the unit's flags between two of this set's
 /// would pass the packs by value under another calling convention, as AVX-512's zmm registers
@@ -119,8 +119,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
 }
 #endif
 
-#if defined(BNORM_HAVE_PACKS)
-/// The constants of normalise's pack paths on channels [c0, c1): hi, a and b - lo * a, from
+/// The constants of normalise on channels [c0, c1): hi, a and b - lo * a, from
 ///   y = ((x - hi) - lo) * a + b = (x - hi) * a + (b - lo * a),
 /// with a = scale, b = shift: lo * a is small, so folding it into the offset (in double, rounded
 /// once) keeps the accuracy of the centred form.
@@ -154,20 +153,19 @@ struct NormaliseFormula {
     return Act{}(((x - hi) * a + b) + r);
   }
 };
-#endif
 
 /// y = act(((x - hi) - lo) * scale + shift (+ r)) on channels [c0, c1), images [n0, n1), with
-/// the activation and residual r of `e`.
+/// the activation and residual r of `e`; every path computes the value with the same formula
+/// and constants, so a backward can recompute where the activation passed.
 template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
                bool stream, const Epilogue<T>& e = {}) {
+  const ChannelConstants<T, 3> k = normalise_constants<T>(c0, c1, mean, scale, shift);
   with_epilogue(e, [&](auto act, const auto&... r) {
-    using Act = decltype(act);
+    const NormaliseFormula<decltype(act)> f;
 #if defined(BNORM_HAVE_PACKS)
-    if (map_channels(c0, c1, n0, n1, stream, y, normalise_constants<T>(c0, c1, mean, scale, shift),
-                     NormaliseFormula<Act>{}, x, r...))
-      return;
+    if (map_channels(c0, c1, n0, n1, stream, y, k, f, x, r...)) return;
 #endif
     // y[i] = value(i) along a row of y
     const auto put_row = [&](auto yr, index_t len, const auto& value) {
@@ -182,20 +180,19 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
         for_each_block_row<U>(
             layout, c0, c1, n0, n1,
             [&](index_t c, auto xr, auto yr, index_t len) {
-              const Centre<T> centre(mean[c]);
-              const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
-              // y = act(((x - hi) - lo) * a + b)
-              put_row(yr, len, [&](index_t i) { return Act{}(centre(xr[i]) * a + b); });
+              const auto j = static_cast<std::size_t>(c - c0);
+              // y = act((x - hi) * a + b)
+              put_row(yr, len, [&](index_t i) { return f(xr[i], k[0][j], k[1][j], k[2][j]); });
             },
             x, y);
       } else {
         for_each_block_row<U>(
             layout, c0, c1, n0, n1,
             [&](index_t c, auto xr, auto rr, auto yr, index_t len) {
-              const Centre<T> centre(mean[c]);
-              const T a = static_cast<T>(scale[c]), b = static_cast<T>(shift[c]);
-              // y = act((((x - hi) - lo) * a + b) + r)
-              put_row(yr, len, [&](index_t i) { return Act{}((centre(xr[i]) * a + b) + rr[i]); });
+              const auto j = static_cast<std::size_t>(c - c0);
+              // y = act(((x - hi) * a + b) + r)
+              put_row(yr, len,
+                      [&](index_t i) { return f(xr[i], rr[i], k[0][j], k[1][j], k[2][j]); });
             },
             x, r..., y);
       }

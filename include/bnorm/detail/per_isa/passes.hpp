@@ -40,6 +40,28 @@ void gradients_of_parameters(const Eigen::ArrayXd& sum_dy, const Eigen::ArrayXd&
   }
 }
 
+/// The forward's ReLU recomputed by a backward (Gate), from the forward's weight and bias and
+/// the scale its normalisation used: scale(c) = the forward's invstd * weight, or weight /
+/// sqrt(running_var + eps) in eval, formed as forward_training and forward_inference form it.
+template <class T, class Scale>
+struct GateConstants {
+  Eigen::ArrayXd scale, shift;
+  GateConstants(const ReluGate<T>& g, index_t channels, const Scale& scale_of) {
+    if (g.weight == nullptr) return;
+    scale.resize(channels);
+    shift.resize(channels);
+    for (index_t c = 0; c < channels; ++c) {
+      scale[c] = scale_of(c, weight_at(*g.weight, c));
+      shift[c] = bias_at(*g.bias, c);
+    }
+  }
+  Gate gate() const { return scale.size() ? Gate{scale.data(), shift.data()} : Gate{}; }
+};
+template <class T, class Scale>
+GateConstants<T, Scale> gate_of(const ReluGate<T>& g, index_t channels, const Scale& scale_of) {
+  return GateConstants<T, Scale>(g, channels, scale_of);
+}
+
 /// Per-channel scratch of one call: the constants each pass reads.
 struct Scratch {
   Eigen::ArrayXd a, b, c, d;
@@ -131,13 +153,17 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
                                  const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
                                  const fused::BatchStatistics& stats, NCHWView<T> dx,
                                  Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                                 Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                                 Eigen::Array<T, Eigen::Dynamic, 1>& dbias,
+                                 const ReluGate<T>& relu) {
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
   const bool affine = weight.size() != 0;
   dweight.setZero(affine ? channels : 0);
   dbias.setZero(affine ? channels : 0);
   if (x.size() == 0) return;  // M == 0 or C == 0 (N may still be huge)
   const Plan plan(x, sizeof(T), 3);
+  // g = dy, or dy where the forward's relu passed: z = (x - mean) * invstd * weight + bias > 0
+  const auto gc = gate_of(relu, channels, [&](index_t c, double w) { return stats.invstd[c] * w; });
+  const Gate gate = gc.gate();
   Scratch k(channels);  // a: sum_dy, b: sum_dy_xmu, then a: k, c: shift, d: kc
   Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
   auto finish = [&](index_t c) {
@@ -151,7 +177,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
     // channels of large tensors pipelined (sweep_blocks).
     const auto grad_input_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
       grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
-                 plan.stream);
+                 plan.stream, gate);
     };
     // a chunk's sums, added to the block's (k.a and k.b start at 0)
     const auto add = [&](index_t c0, const std::vector<double>& part) {
@@ -166,7 +192,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
         [&](index_t c0, index_t c1, index_t n0, index_t n1) {
           std::vector<double> part(static_cast<std::size_t>(2 * (c1 - c0)));
           chunk_grad_sums(x, dy, c0, c1, n0, n1, stats.mean.data(), part.data(),
-                          part.data() + (c1 - c0));
+                          part.data() + (c1 - c0), gate);
           add(c0, part);
         },
         [&](index_t c0, index_t c1) {
@@ -176,15 +202,16 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
         [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
           std::vector<double> part(static_cast<std::size_t>(2 * width));
           grad_sums_and_input(x, dy, dx, r0, m0, width, n0, n1, part.data(), part.data() + width,
-                              stats.mean.data(), k.a.data(), k.c.data(), k.d.data(), plan.stream);
+                              stats.mean.data(), k.a.data(), k.c.data(), k.d.data(), plan.stream,
+                              gate);
           add(r0, part);
         });
   } else {
-    channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data());
+    channel_grad_sums(x, dy, plan, stats.mean.data(), k.a.data(), k.b.data(), gate);
     for (index_t c = 0; c < channels; ++c) finish(c);
     for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
       grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
-                 plan.stream);
+                 plan.stream, gate);
     });
   }
   if (affine) gradients_of_parameters(sum_dy, sum_dy_xmu, stats.invstd, dweight, dbias);
@@ -197,7 +224,8 @@ BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T
                                            const Eigen::Array<T, Eigen::Dynamic, 1>& running_var,
                                            double eps, NCHWView<T> dx,
                                            Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                                           Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                                           Eigen::Array<T, Eigen::Dynamic, 1>& dbias,
+                                           const ReluGate<T>& relu) {
   const index_t channels = x.c();
   const bool affine = weight.size() != 0;
   dweight.setZero(affine ? channels : 0);
@@ -210,13 +238,18 @@ BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T
     k.b[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
     k.c[c] = k.b[c] * weight_at(weight, c);
   }
+  // g = dy, or dy where the forward's relu passed, its scale formed as forward_inference forms it
+  const auto gc = gate_of(relu, channels, [&](index_t c, double w) {
+    return w / std::sqrt(static_cast<double>(running_var[c]) + eps);
+  });
+  const Gate gate = gc.gate();
   if (affine) {
     Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
-    channel_grad_sums(x, dy, plan, k.a.data(), sum_dy.data(), sum_dy_xmu.data());
+    channel_grad_sums(x, dy, plan, k.a.data(), sum_dy.data(), sum_dy_xmu.data(), gate);
     gradients_of_parameters(sum_dy, sum_dy_xmu, k.b, dweight, dbias);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    scale_rows(dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream);
+    scale_rows(x, dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream, k.a.data(), gate);
   });
 }
 
