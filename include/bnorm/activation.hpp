@@ -3,11 +3,14 @@
 /// elementwise sweep, and the backward of the activation, for views of every rank.
 ///
 /// With z = BN(x) (+ residual) and act = relu, y = relu(z) = z <= 0 ? 0 : z (NaN stays NaN).
-/// Its backward needs where the activation passed, which y itself tells: g = y <= 0 ? 0 : dy
-/// (relu_backward). Then dL/dresidual = g, and BN's backward (fused.hpp) with dy = g gives dx,
-/// dweight and dbias of the whole composition. Keeping y (no 1-bit mask) costs nothing in the
-/// forward; the backward reads y once more (docs/api.md). For NCHWView, and NCLView and
-/// NCDHWView on their NCHW faces (other_ranks.hpp).
+/// Its backward needs where the activation passed, g = z <= 0 ? 0 : dy:
+/// - without a residual, z is recomputed from x inside BN's backward sweeps, with the forward's
+///   weight and bias (fused::Relu) and the forward's formula, so the same bits: no mask is
+///   stored and no extra memory is read (backward and backward_inference taking a Relu);
+/// - with one, z also depends on the residual; y tells where it passed (y > 0 exactly where
+///   z > 0 or NaN), so relu_backward(y, dy) gives g = dL/dresidual, and BN's backward (fused.hpp)
+///   with dy = g gives dx, dweight and dbias: one read of y more than a 1-bit mask would need.
+/// For NCHWView, and NCLView and NCDHWView on their NCHW faces (other_ranks.hpp).
 #pragma once
 
 #include <Eigen/Core>

@@ -183,12 +183,13 @@ class BatchNorm {
   /// y must have a unique layout and either share no element with x or be exactly x (same
   /// data, extents and strides): the forward then runs in place with the same y and running
   /// statistics as out of place, useful for inference or for re-estimating running statistics.
-  /// x then holds y, so the returned Saved has in_place() set and backward rejects it. With an
-  /// activation, the fused backward reads the mask from y: keep y alive and unchanged too.
+  /// x then holds y, so the returned Saved has in_place() set and backward rejects it. With
+  /// ReLU, backward recomputes its mask from x with the forward's weight and bias.
   Saved forward(View<const T> x, View<T> y) { return forward_impl(x, nullptr, y); }
 
   /// y = act(BatchNorm(x) + residual) (a ResNet block's end); residual has x's shape, any
-  /// layout; y may be exactly residual. Keep y alive and unchanged for backward, as above.
+  /// layout; y may be exactly residual. With ReLU, backward reads its mask from y: keep y alive
+  /// and unchanged until the last backward with the returned Saved.
   Saved forward(View<const T> x, View<const T> residual, View<T> y) {
     return forward_impl(x, &residual, y);
   }

@@ -102,8 +102,8 @@ void grad_sums_and_input(const NCHWView<const T>& x, const NCHWView<const T>& dy
                          const double* k, const double* shift, const double* kc, bool stream,
                          const Gate& gate = {}) {
 #if defined(BNORM_HAVE_PACKS)
-  with_grad_sums<T>(gate, [&](auto proto) {
-    using Acc = decltype(proto);
+  with_grad_sums<T>(gate, [&](auto* type) {
+    using Acc = std::remove_pointer_t<decltype(type)>;
     std::vector<Acc> acc = plane_grad_sums_start<Acc, T>(r0, r0 + width, mean, gate);
     with_grad_input_constants<T>(m0, m0 + width, mean, k, shift, kc, gate, [&](const auto& t) {
       reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(dx),

@@ -92,13 +92,14 @@ struct GatedGradSums : GradSums {
   }
 };
 
-/// f(Acc{}) with Acc the accumulator of the gate: GradSums, or GatedGradSums<T> when it is on.
+/// f(Acc*) with Acc the accumulator of the gate, GradSums or GatedGradSums<T> when it is on (a
+/// null pointer names the type: an accumulator of packs is never passed by value).
 template <class T, class F>
 void with_grad_sums(const Gate& gate, const F& f) {
   if (gate.on())
-    f(GatedGradSums<T>{});
+    f(static_cast<GatedGradSums<T>*>(nullptr));
   else
-    f(GradSums{});
+    f(static_cast<GradSums*>(nullptr));
 }
 
 /// A pack of 16 lanes of s.
@@ -142,8 +143,8 @@ void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
                      const Gate& gate) {
   const index_t channels = x.c();
   const ChannelConstants<T, 3> k = gate_constants<T>(0, channels, mean, gate);
-  with_grad_sums<T>(gate, [&](auto proto) {
-    using Acc = decltype(proto);
+  with_grad_sums<T>(gate, [&](auto* type) {
+    using Acc = std::remove_pointer_t<decltype(type)>;
     if (interleaved(x, dy)) {  // over pseudo-channels (interleaved.hpp)
       const Interleave il(x);
       std::vector<Acc> acc =
@@ -198,8 +199,8 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
                      double* sum_dy_xmu, const Gate& gate = {}) {
 #if defined(BNORM_HAVE_PACKS)
   if (by_planes(x, dy)) {
-    with_grad_sums<T>(gate, [&](auto proto) {
-      using Acc = decltype(proto);
+    with_grad_sums<T>(gate, [&](auto* type) {
+      using Acc = std::remove_pointer_t<decltype(type)>;
       std::vector<Acc> acc = plane_grad_sums_start<Acc, T>(c0, c1, mean, gate);
       reduce_planes(x.c(), c0, c1, n0, n1, acc.data(), Planes<const T>(x), Planes<const T>(dy));
       grad_sums_finish(acc, sum_dy, sum_dy_xmu);
