@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_activation.hpp"
 #include "bnorm_passes.hpp"
 #include "paired.hpp"
 #include "pass_floor.hpp"
@@ -69,5 +70,6 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("floor_simd", floor_simd());
     for (const Peer& p : peers) benchmark::AddCustomContext(p.name + "_version", p.version);
     for (const Shape& s : bench_shapes()) register_shape(s, peers);
+    register_activation_benchmarks();  // the activation table (bench_activation.cpp)
   });
 }

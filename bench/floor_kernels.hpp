@@ -42,6 +42,18 @@ struct FloorSet {
   void (*axpy[2])(const float* x, const float* dy, float a, float* dx, index_t i, index_t end);
 };
 
+// One instruction set's kernels of bench_activation.cpp (epilogue_ranges.inc): the floor of
+// BN+add+ReLU's backward (dx = a * x + dy, dr = a * y + dy), indexed by Store, and the separate
+// ReLU passes: the backward's gate (g = y > 0 ? dy : 0), indexed by Store, and in place y =
+// max(y + r, 0) and y = max(y, 0).
+struct EpilogueSet {
+  void (*axpy2[2])(const float* x, const float* dy, const float* y, float a, float* dx, float* dr,
+                   index_t i, index_t end);
+  void (*relu_gate[2])(const float* y, const float* dy, float* g, index_t i, index_t end);
+  void (*relu_add)(float* y, const float* r, index_t i, index_t end);
+  void (*relu)(float* y, index_t i, index_t end);
+};
+
 #if defined(__SSE2__)
 #define BNORM_BENCH_FLOOR_ISA 1
 #else
@@ -49,6 +61,8 @@ struct FloorSet {
 #endif
 namespace baseline {
 #include "floor_ranges.inc"
+// after floor_ranges.inc, whose vector helpers it uses
+#include "epilogue_ranges.inc"
 }  // namespace baseline
 #undef BNORM_BENCH_FLOOR_ISA
 
@@ -57,6 +71,8 @@ namespace baseline {
 BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX2_FEATURES)
 namespace avx2 {
 #include "floor_ranges.inc"
+// after floor_ranges.inc, whose vector helpers it uses
+#include "epilogue_ranges.inc"
 }  // namespace avx2
 BNORM_DETAIL_TARGET_END
 #undef BNORM_BENCH_FLOOR_ISA
@@ -65,6 +81,8 @@ BNORM_DETAIL_TARGET_END
 BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX512_FEATURES)
 namespace avx512 {
 #include "floor_ranges.inc"
+// after floor_ranges.inc, whose vector helpers it uses
+#include "epilogue_ranges.inc"
 }  // namespace avx512
 BNORM_DETAIL_TARGET_END
 #undef BNORM_BENCH_FLOOR_ISA
@@ -78,6 +96,18 @@ inline const FloorSet& floor_set() {
     if (bnorm::isa_supported("avx2")) return avx2::kSet;
 #endif
     return baseline::kSet;
+  }();
+  return widest;
+}
+
+// epilogue_ranges.inc's kernels of the same instruction set as floor_set().
+inline const EpilogueSet& epilogue_set() {
+  static const EpilogueSet& widest = []() -> const EpilogueSet& {
+#if defined(BNORM_DETAIL_X86_DISPATCH)
+    if (bnorm::isa_supported("avx512")) return avx512::kEpilogueSet;
+    if (bnorm::isa_supported("avx2")) return avx2::kEpilogueSet;
+#endif
+    return baseline::kEpilogueSet;
   }();
   return widest;
 }
@@ -119,6 +149,34 @@ inline void floor_backward(const float* x, const float* dy, float a, float* dx, 
   floor_detail::parallel_ranges(n, [&](index_t lo, index_t hi) {
     floor_detail::floor_set().axpy[static_cast<int>(store)](x, dy, a, dx, lo, hi);
   });
+}
+
+// The floor of BN+add+ReLU's backward, its minimal traffic: dx = a * x + dy and dr = a * y + dy
+// (read x, dy and y, write dx and dr).
+inline void floor_backward2(const float* x, const float* dy, const float* y, float a, float* dx,
+                            float* dr, index_t n, Store store) {
+  floor_detail::parallel_ranges(n, [&](index_t lo, index_t hi) {
+    floor_detail::epilogue_set().axpy2[static_cast<int>(store)](x, dy, y, a, dx, dr, lo, hi);
+  });
+}
+
+// A separate ReLU backward pass: g = y > 0 ? dy : 0 (read y and dy, write g).
+inline void separate_relu_gate(const float* y, const float* dy, float* g, index_t n, Store store) {
+  floor_detail::parallel_ranges(n, [&](index_t lo, index_t hi) {
+    floor_detail::epilogue_set().relu_gate[static_cast<int>(store)](y, dy, g, lo, hi);
+  });
+}
+
+// A separate add + ReLU pass in place: y = max(y + r, 0) (read y and r, write y).
+inline void separate_relu_add(float* y, const float* r, index_t n) {
+  floor_detail::parallel_ranges(
+      n, [&](index_t lo, index_t hi) { floor_detail::epilogue_set().relu_add(y, r, lo, hi); });
+}
+
+// A separate ReLU pass in place: y = max(y, 0) (read y, write y).
+inline void separate_relu(float* y, index_t n) {
+  floor_detail::parallel_ranges(
+      n, [&](index_t lo, index_t hi) { floor_detail::epilogue_set().relu(y, lo, hi); });
 }
 
 }  // namespace bnorm_bench

@@ -5,7 +5,10 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace bnorm_bench {
 
@@ -38,6 +41,29 @@ double time_in_turn(benchmark::State& state, const Subject& subject,
   }
   const auto iterations = static_cast<double>(state.iterations());
   state.counters[reference_ms] = reference_total / iterations;
+  return subject_total / iterations;
+}
+
+// A named reference of time_with_references: its counter (mean ms per call) and the call.
+using Reference = std::pair<std::string, std::function<void()>>;
+
+// time_in_turn with several references: each iteration runs each reference, then the subject,
+// one warm call each; every reference's counter gets its mean time per call over the same
+// iterations. Returns the subject's mean time per call in ms.
+template <class Subject>
+double time_with_references(benchmark::State& state, const Subject& subject,
+                            const std::vector<Reference>& references) {
+  std::vector<double> totals(references.size(), 0.0);
+  double subject_total = 0;
+  for (auto _ : state) {
+    for (std::size_t r = 0; r < references.size(); ++r) totals[r] += warm_ms(references[r].second);
+    const double ms = warm_ms(subject);
+    subject_total += ms;
+    state.SetIterationTime(ms * 1e-3);
+  }
+  const auto iterations = static_cast<double>(state.iterations());
+  for (std::size_t r = 0; r < references.size(); ++r)
+    state.counters[references[r].first] = totals[r] / iterations;
   return subject_total / iterations;
 }
 

@@ -19,16 +19,21 @@ inline void pass_floor(Workspace& ws, bool backward, Store store) {
     floor_forward(ws.x.data(), 0.75f, 0.25f, ws.y.data(), ws.shape.size(), store);
 }
 
-// The stores of the faster floor there, regular or non-temporal, timing each a few times in
-// turn (warm_ms).
-inline Store faster_floor_store(Workspace& ws, bool backward) {
+// The faster stores for run(store), regular or non-temporal, timing each a few times in turn
+// (warm_ms).
+template <class Run>
+Store faster_store(const Run& run) {
   double regular = 1e300, nontemporal = 1e300;
   for (int round = 0; round < 3; ++round) {
-    regular = std::min(regular, warm_ms([&] { pass_floor(ws, backward, Store::regular); }));
-    nontemporal =
-        std::min(nontemporal, warm_ms([&] { pass_floor(ws, backward, Store::nontemporal); }));
+    regular = std::min(regular, warm_ms([&] { run(Store::regular); }));
+    nontemporal = std::min(nontemporal, warm_ms([&] { run(Store::nontemporal); }));
   }
   return nontemporal < regular ? Store::nontemporal : Store::regular;
+}
+
+// The stores of the faster floor there, regular or non-temporal.
+inline Store faster_floor_store(Workspace& ws, bool backward) {
+  return faster_store([&](Store store) { pass_floor(ws, backward, store); });
 }
 
 }  // namespace bnorm_bench

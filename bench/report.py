@@ -10,8 +10,10 @@ floor's in the same repetition. Times are one statistic of the repetitions, the 
 benchmark: the minimum by default, or --stat median.
 
 Benchmark ids are "<pass>/<implementation>/<NxCxHxW>[/real_time|/manual_time...]"; the
-implementations of the channels-last table end in "_nhwc". After the tables, the targets of
-issue 14, each met or missed. Standard library only.
+implementations of the channels-last table end in "_nhwc". Then the activation table
+(bench_activation.cpp: act_fwd/act_bwd rows, each with its references timed in turn in its
+counters) and the BatchNorm1d/3d rows (implementations bnorm1d, bnorm3d). After the tables, the
+targets of issues 14 and 15, each met or missed. Standard library only.
 """
 
 import argparse
@@ -20,6 +22,8 @@ import math
 import statistics
 import sys
 from collections import OrderedDict
+
+import report_activation
 
 PASSES = [("fwd_train", "train fwd"),
           ("fwd_infer", "infer fwd"),
@@ -69,15 +73,17 @@ TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def load(path, stat):
-    """Returns (context, times, floors, bytes, failed, shapes, repetitions).
+    """Returns (context, times, floors, bytes, failed, shapes, repetitions, runs).
 
     times[(pass, impl, shape)] in ms; floors[(pass, "bnorm", shape)] = (floor ms, its stores
     "reg" or "nt", median paired ratio); bytes per call by the same key; failed: keys whose runs reported an
-    error (shown as "error" rather than blank)."""
+    error (shown as "error" rather than blank); runs[key]: (ms, the run's JSON object) per
+    repetition."""
     with open(path) as f:
         doc = json.load(f)
     samples = OrderedDict()
     paired = {}  # key -> [(bnorm ms, floor ms, floor_nt)] per repetition
+    runs = {}  # key -> [(ms, the run's counters)] per repetition, for the activation table
     traffic = {}
     failed = set()
     for b in doc.get("benchmarks", []):
@@ -95,6 +101,7 @@ def load(path, stat):
         samples[key].append(ms)
         if "floor_ms" in b:
             paired.setdefault(key, []).append((ms, b["floor_ms"], b.get("floor_nt", 0)))
+        runs.setdefault(key, []).append((ms, b))
         if "bytes" in b:
             traffic[key] = b["bytes"]
     pick = min if stat == "min" else statistics.median
@@ -105,7 +112,7 @@ def load(path, stat):
               for k, v in paired.items()}
     shapes = list(OrderedDict((k[2], None) for k in samples))
     reps = max((len(v) for v in samples.values()), default=0)
-    return doc.get("context", {}), times, floors, traffic, failed, shapes, reps
+    return doc.get("context", {}), times, floors, traffic, failed, shapes, reps, runs
 
 
 def fmt_ms(ms):
@@ -216,11 +223,14 @@ def check_targets(values, ncols):
 
 def floor_rate(times, floors, traffic, shapes):
     """"floor 24.1 GB/s forward, 26.0 GB/s backward on 32x64x112x112": the floors' bandwidth on
-    the largest tensor."""
-    big = max(shapes, key=tensor_bytes, default=None)
+    the largest tensor (of bnorm's NCHW rows, else of the BatchNorm3d or 1d rows)."""
+    impl = next((i for i in ("bnorm", "bnorm3d", "bnorm1d")
+                 if any(k[0] == "fwd_train" and k[1] == i for k in floors)), "bnorm")
+    big = max((sh for sh in shapes if ("fwd_train", impl, sh) in floors), key=tensor_bytes,
+              default=None)
     rates = []
     for pas, label in [("fwd_train", "forward"), ("bwd", "backward")]:
-        key = (pas, "bnorm", big)
+        key = (pas, impl, big)
         if key in floors and key in traffic:
             rates.append(f"{fmt_rate(traffic[key] / (floors[key][0] * 1e-3) / 1e9)} GB/s {label}")
     return f"floor {', '.join(rates)} on {big}" if rates else "floor ?"
@@ -235,7 +245,7 @@ def main():
                          "floor are always the median of the per-repetition ratios")
     args = ap.parse_args()
 
-    ctx, times, floors, traffic, failed, shapes, reps = load(args.json, args.stat)
+    ctx, times, floors, traffic, failed, shapes, reps, runs = load(args.json, args.stat)
     if not times:
         sys.exit(f"{args.json}: no benchmark results")
 
@@ -256,15 +266,32 @@ def main():
         values = layout_table(title, bnorm, peer_columns, data)
         if values:
             checks.append((title, values, len(peer_columns)))
+    act = report_activation.activation_table(ctx, runs, args.stat)
+    other = report_activation.other_ranks_table(ctx, times, floors, traffic, shapes)
     print("\n/floor: bnorm time over the faster floor of the same traffic (reg/nt: regular or "
           "non-temporal stores), timed in turn with it (1.00x = at the floor); vs X: X time over "
           "bnorm time (>1 = bnorm faster); oneDNN best: its fastest of nChw16c, nChw8c and nhwc "
           "on the row (which one after the ratio); PyTorch: as users call it, allocating its "
           "outputs with glibc; PyTorch warm: each allocation reuses a freed block; GB/s of the "
           "minimal traffic.")
+    if act or other:
+        print("\nActivation table: BN ms, +ReLU ms: fused::forward_training without and with "
+              "Activation::relu (train fwd), fused::backward and BatchNorm2d's backward after a "
+              "forward with ReLU (backward); +add+ReLU ms: forward(x, residual, y) with ReLU, "
+              "and the module's backward with dresidual; all timed in turn, and ReLU/BN is the "
+              "median of the paired ratios; /floor: +add+ReLU over the floor of its traffic "
+              "(forward: y = a*x + r, read x, r, write y; backward: dx = a*x + dy, "
+              "dr = a*y + dy, read x, dy, y, write dx, dr); ReLU/sep, add+ReLU/sep: over BN "
+              "followed by a separate pass (forward: y = max(y, 0) or max(y + r, 0) in place "
+              "over BN's y; backward: g = y > 0 ? dy : 0 into a tensor of its own, then "
+              "fused::backward with dy = g), blank where not timed; GB/s of +add+ReLU's "
+              "minimal traffic (3 tensors forward, 5 backward).")
     for title, values, ncols in checks:
         print(f"\ntargets, {title}:")
         check_targets(values, ncols)
+    if act or other:
+        print("\ntargets, activation table:")
+        report_activation.check_activation_targets(act, other)
 
 
 if __name__ == "__main__":
