@@ -76,14 +76,14 @@ struct GatedGradSums : GradSums {
     const T g = gated(*x, *dy, hi.v[0], a.v[0], b.v[0]);
     GradSums::add_scalar(x, &g);
   }
-  void add(const T* x, const T* dy) { accumulate(load_wide(x), gated_wide(x, dy)); }
-  void add(const Wide& keep, const T* x, const T* dy) {
-    accumulate(load_wide(x), gated_wide(x, dy) * keep);
+  // x and g in T packs, then in double: each value loaded once, no trip through memory
+  void add(const T* x, const T* dy) {
+    const Pack<T> xp = load_pack(x);
+    accumulate(widen(xp), widen(gated(xp, load_pack(dy), hi, a, b)));
   }
-  Wide gated_wide(const T* x, const T* dy) const {
-    T g[kPackLanes];
-    store_pack(g, gated(load_pack(x), load_pack(dy), hi, a, b));
-    return load_wide(g);
+  void add(const Wide& keep, const T* x, const T* dy) {
+    const Pack<T> xp = load_pack(x);
+    accumulate(widen(xp), widen(gated(xp, load_pack(dy), hi, a, b)) * keep);
   }
   void set_gate(const Pack<T>& h, const Pack<T>& s, const Pack<T>& t) {
     hi = h;
@@ -91,6 +91,12 @@ struct GatedGradSums : GradSums {
     b = t;
   }
 };
+
+/// Back from registers: the sums only, the gate's constants do not change.
+template <class T>
+void put_back(GatedGradSums<T>& to, const GatedGradSums<T>& from) {
+  static_cast<GradSums&>(to) = from;
+}
 
 /// f(Acc*) with Acc the accumulator of the gate, GradSums or GatedGradSums<T> when it is on (a
 /// null pointer names the type: an accumulator of packs is never passed by value).

@@ -69,7 +69,11 @@ template <class T, std::size_t K, class F, class... V>
 bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
                   const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
                   const V&... in) {
-  if (planes_contiguous(out, in...)) {
+  // Planes shorter than a pack go along C when the channels are contiguous (an (N, C) matrix
+  // as (N, C, 1, 1), say): one plane of one value per (n, c) would be a call per value.
+  const bool short_planes = out.h() * out.w() < kPackLanes;
+  if (planes_contiguous(out, in...) &&
+      !(short_planes && c1 - c0 >= kPackLanes && pixels_contiguous(out, in...))) {
     const auto value = plane_value(c0, k, f);
 #if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
     if constexpr (std::is_same_v<T, float>) {

@@ -187,6 +187,44 @@ inline Wide load_wide(const T* p) {
   return w;
 }
 
+/// Lanes [J * kWideLanes, (J + 1) * kWideLanes) of a pack in double. (Not a vector shuffle: GCC
+/// builds one lane at a time out of a pack wider than the target's registers, which it keeps
+/// in memory anyway.)
+template <index_t J, class T>
+WideVec pack_part(const Pack<T>& p) {
+  typename NarrowOf<T>::type n;
+  std::memcpy(&n, reinterpret_cast<const char*>(&p.v) + J * sizeof n, sizeof n);
+  if constexpr (std::is_same_v<T, double>)
+    return n;
+  else
+    return __builtin_convertvector(n, WideVec);
+}
+template <class T, std::size_t... J>
+Wide widen_parts(const Pack<T>& p, std::index_sequence<J...>) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    // two instructions (GCC's generic conversion goes 128 bits at a time when tuned for 256)
+    __m512 v;
+    std::memcpy(&v, &p.v, sizeof v);
+    const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), 0));
+    const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), 1));
+    Wide w;
+    w.part[0] = reinterpret_cast<WideVec>(_mm512_maskz_cvtps_pd(0xFF, lo));
+    w.part[1] = reinterpret_cast<WideVec>(_mm512_maskz_cvtps_pd(0xFF, hi));
+    return w;
+  }
+#endif
+  Wide w;
+  ((w.part[J] = pack_part<static_cast<index_t>(J)>(p)), ...);
+  return w;
+}
+/// The 16 values of a pack in double (exact for float), from registers: a pack computed in T
+/// (a gated gradient, say) joins the double accumulators without a trip through memory.
+template <class T>
+Wide widen(const Pack<T>& p) {
+  return widen_parts(p, std::make_index_sequence<Wide::kParts>{});
+}
+
 /// 16 lanes of s.
 inline Wide broadcast(double s) {
   Wide w{};

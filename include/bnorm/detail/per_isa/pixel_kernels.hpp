@@ -119,7 +119,7 @@ void reduce_pixels(index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc, con
               a.add(run0.at(i), runs.at(i)...);
             }
           }(pixel_run(v, n, cg, r)...);
-          acc[g] = a;
+          put_back(acc[g], a);
         }
       }
 }

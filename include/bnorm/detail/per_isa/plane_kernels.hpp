@@ -240,6 +240,13 @@ void map_plane_groups(index_t channels, index_t c0, index_t c1, index_t n0, inde
 }
 #endif
 
+/// An accumulator worked on in registers, back into its slot: all of it by default; an
+/// accumulator with constants of its own overloads this (found by ADL) to store its sums only.
+template <class Acc>
+void put_back(Acc& to, const Acc& from) {
+  to = from;
+}
+
 /// Lanes of a plane's last pack that are new: a plane of len >= kPackLanes whose length is not a
 /// multiple of kPackLanes ends with a pack loaded at len - kPackLanes, overlapping the last full
 /// pack; keep[j] is 1 for its lanes past the full packs and 0 for those already added.
@@ -284,7 +291,7 @@ void reduce_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t
         if (scalar_tail)
           for (index_t i = len - left; i < len; ++i) a.add_scalar(p + i, (q + i)...);
       }(first(n, c), rest(n, c)...);
-      acc[c - c0] = a;
+      put_back(acc[c - c0], a);
     }
 }
 
@@ -319,7 +326,7 @@ void reduce_and_map_planes(index_t channels, index_t r0, index_t m0, index_t wid
             }
           }(in(n, m0 + j)...);
         }(in(n, r0 + j)...);
-        acc[j] = a;
+        put_back(acc[j], a);
       }
   };
   walk_storing<T>(stream, walk);
