@@ -422,3 +422,26 @@ TEST(ActivationErrors, ClearMessagesAndNothingChanged) {
 
 }  // namespace
 }  // namespace bnorm_test
+
+namespace bnorm_test {
+namespace {
+
+// An empty view with huge extents (W = 0, N = 2^40): nothing to store, so every staged forward
+// returns at once (a loop over N * C * H would not finish).
+TEST(ActivationStaged, EmptyViewsWithHugeExtentsReturnAtOnce) {
+  double d = 0;
+  const index_t n = index_t{1} << 40;
+  const bnorm::NCHWView<const double> x(&d, n, 4, 2, 0), r(&d, n, 4, 2, 0);
+  const bnorm::NCHWView<double> y(&d, n, 4, 2, 0);
+  const Eigen::ArrayXd w = Eigen::ArrayXd::Ones(4), b = Eigen::ArrayXd::Zero(4);
+  const auto k1 = bnorm::staged::forward_inference(x, w, b, b, w, 1e-5, y);
+  const auto k2 = bnorm::staged::forward_training<double, bnorm::NCHWView>(x, &r, w, b, 1e-5, y,
+                                                                           Activation::relu);
+  const auto k3 = bnorm::staged::forward_inference<double, bnorm::NCHWView>(x, &r, w, b, b, w, 1e-5,
+                                                                            y, Activation::relu);
+  EXPECT_EQ(k1.out.size() + k2.output().size() + k3.output().size(), 0);
+  EXPECT_TRUE(k2.residual && k3.activation == Activation::relu);
+}
+
+}  // namespace
+}  // namespace bnorm_test

@@ -129,7 +129,8 @@ void relu_backward(detail::identity_t<NCHWView<const T>> y,
                    detail::identity_t<NCHWView<const T>> dy, NCHWView<T> g) {
   detail::check_same_shape("dy", dy, "y", y);
   detail::check_same_shape("g", g, "dy", dy);
-  detail::check_backward_output(dy, g);
+  detail::check_unique_layout("g", g);
+  detail::check_no_partial_overlap("g", g, "dy", dy);
   detail::check_no_partial_overlap("g", g, "y", y);
   detail::passes<T>().relu_gate(y, dy, g);
 }
@@ -276,7 +277,8 @@ template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void relu_backward(detail::identity_t<V<const T>> y, detail::identity_t<V<const T>> dy, V<T> g) {
   detail::check_same_shape("dy", dy, "y", y);
   detail::check_same_shape("g", g, "dy", dy);
-  detail::check_backward_output(dy, g);
+  detail::check_unique_layout("g", g);
+  detail::check_no_partial_overlap("g", g, "dy", dy);
   detail::check_no_partial_overlap("g", g, "y", y);
   const detail::NchwFace<const T> fy(y), fdy(dy);
   detail::NchwFace<T> fg(g);

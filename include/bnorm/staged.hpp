@@ -196,7 +196,7 @@ Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyna
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
   Cache<T> k = detail::training_steps(x, weight, bias, eps);
-  detail::store(k.out, y);
+  if (y.size() != 0) detail::store(k.out, y);  // (N may be huge when C or H*W is 0)
   return k;
 }
 
@@ -214,7 +214,7 @@ Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyn
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("running_var", running_var.size(), x.c(), "the channels of x");
   Cache<T> k = detail::inference_steps(x, weight, bias, running_mean, running_var, eps);
-  detail::store(k.out, y);
+  if (y.size() != 0) detail::store(k.out, y);  // (N may be huge when C or H*W is 0)
   return k;
 }
 
