@@ -18,22 +18,23 @@ namespace bnorm_test {
 struct ReproCase {
   std::array<bnorm::index_t, 4> shape;
   bool channels_last;
+  bool epilogue = false;  // also the activation's entry points (run_repro_case_as)
 };
 
 inline std::vector<ReproCase> repro_cases() {
   return {
-      {{4, 1, 64, 64}, false},    // C < threads
-      {{2, 1, 300, 300}, false},  // C < threads, several chunks per channel
-      {{3, 2, 5, 7}, true},       // C == threads, channels_last
-      {{8, 3, 7, 7}, false},      // span blocks
-      {{32, 70, 7, 7}, false},    // several span blocks
-      {{16, 9, 14, 14}, true},    // channels_last, small planes
-      {{6, 40, 28, 28}, true},    // channels_last vectorised along C: one image per item,
-                                  // 40 channels (the last group of 16 overlaps)
-      {{33, 20, 1, 1}, true},     // channels_last vectorised, H = W = 1
-      {{3, 5, 56, 56}, false},    // C > threads
-      {{4, 3, 130, 130}, false},  // 3 long channels of 2 chunks: blocks on 1 thread, (block,
-                                  // chunk) items on 2 (Plan::blocks_fill_threads)
+      {{4, 1, 64, 64}, false},          // C < threads
+      {{2, 1, 300, 300}, false},        // C < threads, several chunks per channel
+      {{3, 2, 5, 7}, true, true},       // C == threads, channels_last
+      {{8, 3, 7, 7}, false, true},      // span blocks
+      {{32, 70, 7, 7}, false},          // several span blocks
+      {{16, 9, 14, 14}, true},          // channels_last, small planes
+      {{6, 40, 28, 28}, true, true},    // channels_last vectorised along C: one image per item,
+                                        // 40 channels (the last group of 16 overlaps)
+      {{33, 20, 1, 1}, true},           // channels_last vectorised, H = W = 1
+      {{3, 5, 56, 56}, false},          // C > threads
+      {{4, 3, 130, 130}, false, true},  // 3 long channels of 2 chunks: blocks on 1 thread,
+                                        // (block, chunk) items on 2 (Plan::blocks_fill_threads)
   };
 }
 
@@ -121,6 +122,41 @@ std::uint64_t run_repro_case_as(const ReproCase& rc) {
   const auto saved = bn.forward(view(x.data()), view(y.data()));
   digest(d, y);
   digest(d, saved.invstd());
+  if (!rc.epilogue) return d;
+  // The activation (on a few cases): a module with Options::activation = relu, in training
+  // y = relu(BN(x)) and its backward (the mask recomputed from x), y = relu(BN(x) + r) and its
+  // backward with dresidual (the mask read from y); in eval, y = relu(BN(x)) and its backward;
+  // then fused::relu_backward over that y. Each forward's backward runs before y is written
+  // again. (xhat spans about +-1.7, the bias is 0.5 - c / 16: the mask cuts part of every
+  // channel.)
+  std::vector<T> r(size), dr(size), g(size);
+  for (auto& v : r) v = uniform() - T(3);
+  bnorm::Options relu;
+  relu.activation = bnorm::Activation::relu;
+  bnorm::BatchNorm2d<T> act(c, relu);
+  act.weight() = weight;
+  act.bias() = bias;
+  const auto trained = act.forward(view(x.data()), view(y.data()));
+  digest(d, y);
+  act.backward(trained, view(dy.data()), view(dx.data()));
+  digest(d, dx);
+  digest(d, act.weight_grad());
+  digest(d, act.bias_grad());
+  const auto added = act.forward(view(x.data()), view(r.data()), view(y.data()));
+  digest(d, y);
+  act.backward(added, view(dy.data()), view(dx.data()), view(dr.data()));
+  digest(d, dx);
+  digest(d, dr);
+  digest(d, act.weight_grad());
+  digest(d, act.running_var());
+  act.eval();
+  const auto evaluated = act.forward(view(x.data()), view(y.data()));
+  digest(d, y);
+  act.backward(evaluated, view(dy.data()), view(dx.data()));
+  digest(d, dx);
+  digest(d, act.bias_grad());
+  bnorm::fused::relu_backward<T>(view(y.data()), view(dy.data()), view(g.data()));
+  digest(d, g);
   return d;
 }
 

@@ -565,8 +565,14 @@ void check_verdict(const Verdict& v, const Outcome& o, const std::string& what) 
   if (!v.must_reject && v.sure) FUZZ_CHECK(!o.threw, what, ": rejected a valid call: ", o.message);
 }
 
+}  // namespace
+#include "fuzz_activation.hpp"  // op 8: activation, residual, relu_backward (ActivationStep)
+namespace {
+
 template <class T>
 class Session {
+  friend class ActivationStep<T, Session>;
+
  public:
   using BN = bnorm::BatchNorm2d<T>;
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -576,7 +582,7 @@ class Session {
   void run() {
     if (!make_modules()) return;
     for (int step = 0; step < kMaxSteps && !in_.exhausted(); ++step) {
-      switch (in_.byte() % 8) {
+      switch (in_.byte() % 9) {
         case 0:
         case 1:
         case 2:
@@ -595,6 +601,9 @@ class Session {
           break;
         case 6:
           free_functions();
+          break;
+        case 8:
+          ActivationStep<T, Session>(*this).run();
           break;
         default:
           view_construction();

@@ -16,6 +16,7 @@
 #include <bnorm/bnorm.hpp>
 
 #include "../module_state.hpp"
+#include "ranks_activation.hpp"  // op 6: activation, residual, relu_backward
 #include "ranks_oracle.hpp"
 
 #include <random>
@@ -48,6 +49,7 @@ class Session {
   using Bytes = std::vector<unsigned char>;
   using Placed = bnorm_fuzz::Placed<R>;
   static constexpr LD u = Tol<T>::u, ud = Tol<T>::ud;
+  friend class RanksActivation<T, V, Session>;
 
  public:
   explicit Session(Input& in) : in_(in) { mem_.reserve(kMemory); }
@@ -67,11 +69,12 @@ class Session {
     const Outcome os = attempt([&] { staged_.emplace(c, o); });
     FUZZ_CHECK(!os == valid && os == of, "C ", c, " eps ", o.eps, " momentum ", mom);
     for (int step = 0; valid && step < 12 && in_.i < in_.n; ++step) {
-      const std::uint8_t op = in_.byte() % 6;
+      const std::uint8_t op = in_.byte() % 7;
       if (op < 2) call(op == 1);  // the modules, or the free functions
       if (op == 2) staged_->train(in_.byte() & 1), fused_->train(staged_->is_training());
       if (op == 3) set_parameter();
-      if (op >= 4) fold();
+      if (op == 4 || op == 5) fold();
+      if (op == 6) RanksActivation<T, V, Session>(*this).run();
     }
   }
 

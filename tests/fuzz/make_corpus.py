@@ -48,15 +48,16 @@ def values(seed, regime=0, special=0):
     return list(seed.to_bytes(4, "big")) + [regime, special]
 
 
-def output(how=OWN, which=0, layout=form(NCHW), shift=0, far=0, grow=0):
-    """place_output: mutate byte, then how, which input, and the placement's own bytes."""
+def output(how=OWN, which=0, layout=form(NCHW), shift=0, far=0, grow=0, room=0):
+    """place_output: mutate byte, then how, which input, and the placement's own bytes (room:
+    elements left behind an output in its own buffer, for outputs placed inside it)."""
     out = [grow, how, which]
     if how == ALIAS:
         return out
     if how in (SHIFT_SAME_STRIDES, SHIFT_FAR):
         return out + [shift] + ([far] if how == SHIFT_FAR else [])
     out += layout
-    return out + ([shift] if how == SHIFT_OWN_LAYOUT else [0])
+    return out + ([shift] if how == SHIFT_OWN_LAYOUT else [room])
 
 
 def forward(shp, x_layout=form(NCHW), y=output(), data=values(1), backward=None):
@@ -97,6 +98,69 @@ def free_backward(dy_layout=form(NCHW), data=values(4), dx=output(), grow=0):
 
 def views(e, layout):
     return [VIEWS] + sum((extent(v) for v in e), []) + layout
+
+
+# Op 8 (fuzz_activation.hpp): modules with an activation, the free functions with one, and
+# fused::relu_backward.
+ACTIVATION = 8
+A_MODULE, A_FREE, A_RELU_BACKWARD = 0, 2, 3
+RELU, NONE = 0, 3  # the activation, in the low bits of the step's flags
+R_OWN, R_IS_X, R_SHIFTED = 0, 1, 2  # a residual: in its own buffer, exactly x, shifted in x's
+
+
+def residual(how=R_OWN, shift=1, layout=form(NCHW), grow=0):
+    if how == R_IS_X:
+        return [R_IS_X]
+    if how == R_SHIFTED:
+        return [R_SHIFTED, shift - 1]
+    return [R_OWN, grow] + layout
+
+
+def act_module(shp, act=RELU, res=None, x_layout=form(NCHW), y=output(), data=values(41),
+               res_data=values(42), backwards=()):
+    """y: placed among x and the residual (which=1). backwards: act_backward()s, at most two."""
+    step = [ACTIVATION, A_MODULE, act | (4 if res is not None else 0)] + shp + x_layout
+    step += (res or []) + y + (res_data if res is not None else []) + data + [len(backwards)]
+    return step + sum(backwards, [])
+
+
+def act_backward(dy_layout=form(NCHW), data=values(43), dx=output(), dres=None,
+                 new_weight=None, dy_in_y=False, grow=0):
+    """dx: placed among dy, x, y (which 0-2); dres among dy, dx, x, y (which 0-3)."""
+    flags = (1 if new_weight is not None else 0) | (0x1C if dy_in_y else 0)
+    step = [flags | (0x20 if dres is not None else 0)]
+    if new_weight is not None:
+        step += list(new_weight.to_bytes(4, "big")) + [0]
+    return step + [grow] + ([] if dy_in_y else dy_layout) + data + dx + (dres or [])
+
+
+def act_free(shp, act=RELU, res=None, training=True, y=output(), sizes=0, eps_index=0,
+             backward=None):
+    """backward: act_free_backward(), or None for none."""
+    flags = act | (4 if res is not None else 0) | (0 if training else 8)
+    flags |= 16 if backward is None else 0
+    step = [ACTIVATION, A_FREE, flags, 0] + shp + form(NCHW) + (res or []) + y
+    step += (values(44) if res is not None else []) + values(45) + [sizes]
+    for seed in (46, 47, 48, 49):
+        step += list(seed.to_bytes(4, "big")) + [0]
+    return step + [eps_index] + (backward or [])
+
+
+def act_free_backward(dx=output(), dres=None, relu_how=0, no_res_dres=False):
+    """dx among dy, x, y; dres among dy, dx. relu_how 6: wrong sizes, 7: dweight is relu.weight.
+    no_res_dres: a dresidual after a forward without a residual."""
+    b = relu_how << 3 | (1 if dres is not None else 0) | (7 if no_res_dres else 0)
+    return [b, 0] + form(NCHW) + values(50) + dx + (dres or [])
+
+
+def act_relu_backward(shp, dy_how=R_OWN, shift=1, g=output(), grow=0):
+    """dy: R_OWN (its own buffer), R_IS_X (exactly y), R_SHIFTED; g among y and dy."""
+    step = [ACTIVATION, A_RELU_BACKWARD, 0] + shp + form(NCHW) + [dy_how]
+    if dy_how == R_SHIFTED:
+        step += [shift - 1]
+    elif dy_how == R_OWN:
+        step += [grow] + form(NCHW)
+    return step + g + values(51) + values(52)
 
 
 PERM_PADDED = form(PERMUTED, [1, 0, 1, 0, 1, 2, 0, 3])
@@ -174,6 +238,69 @@ SEEDS = {
     + forward(shape(2, 2, 2), backward=backward(dx=output(grow=240))),
     "dy-in-forward-y": header("double")
     + forward(shape(2, 2, 3), backward=backward(dy_in_y=True, dx=output(ALIAS, 0))),
+    "act-relu-train-eval": header("float")
+    + act_module(shape(2, 3, 3), backwards=[act_backward(), act_backward(new_weight=53)])
+    + train(False) + act_module(shape(2, 3, 3), backwards=[act_backward(dx=output(ALIAS, 1))]),
+    "act-residual-relu-nhwc": header("double", features=4)
+    + act_module(shape(2, 3, 2), res=residual(layout=form(NHWC)), x_layout=form(NHWC),
+                 y=output(layout=form(NHWC)),
+                 backwards=[act_backward(form(NHWC), dres=output()),
+                            act_backward(dx=output(ALIAS, 2), dres=output(ALIAS, 0))])
+    + train(False) + act_module(shape(2, 2, 2), res=residual(), backwards=[act_backward()]),
+    "act-residual-in-place": header("float", features=2)
+    + act_module(shape(2, 2, 3), res=residual(), y=output(ALIAS, 1),
+                 backwards=[act_backward(dres=output()), act_backward(dx=output(ALIAS, 2))])
+    + act_module(shape(2, 2, 3), res=residual(R_IS_X), backwards=[act_backward(dres=output())])
+    + act_module(shape(2, 2, 3), res=residual(), y=output(ALIAS, 0), backwards=[act_backward()]),
+    "act-residual-overlaps": header("double", features=2)
+    + act_module(shape(2, 2, 3), res=residual(R_SHIFTED, shift=2), backwards=[act_backward()])
+    + act_module(shape(2, 2, 3), res=residual(), y=output(SHIFT_SAME_STRIDES, 1, shift=1))
+    + act_module(shape(2, 2, 3), res=residual(), y=output(SHIFT_OWN_LAYOUT, 1, shift=3))
+    + act_module(shape(2, 1, 3), res=residual(layout=form(PERMUTED, [0, 0, 0, 1, 0, 0, 0, 0])),
+                 y=output(SHIFT_SAME_STRIDES, 1, shift=1),
+                 backwards=[act_backward(dx=output(SHIFT_SAME_STRIDES, 2, shift=1))])
+    + act_module(shape(2, 2, 2), res=residual(grow=230)),
+    "act-dresidual-aliases": header("float", features=2)
+    + act_module(shape(2, 2, 2), res=residual(),
+                 backwards=[act_backward(dres=output(ALIAS, 1)),
+                            act_backward(dres=output(ALIAS, 2))])
+    + act_module(shape(2, 2, 2), res=residual(),
+                 backwards=[act_backward(dres=output(ALIAS, 3)),
+                            act_backward(dres=output(SHIFT_SAME_STRIDES, 0, shift=2))])
+    + act_module(shape(2, 2, 2), res=residual(), y=output(room=7),
+                 backwards=[act_backward(dx=output(SHIFT_SAME_STRIDES, 2, shift=1)),
+                            act_backward(dx=output(ALIAS, 0), dres=output(ALIAS, 0))])
+    + act_module(shape(2, 2, 2), backwards=[act_backward(dres=output())]),
+    "act-none-residual-dy-in-y": header("double", features=3)
+    + act_module(shape(2, 2, 2), NONE, res=residual(),
+                 backwards=[act_backward(dres=output(ALIAS, 0)), act_backward(dres=output())])
+    + act_module(shape(2, 3, 1), backwards=[act_backward(dy_in_y=True, dx=output(ALIAS, 0))])
+    + act_module(shape(3, 2, 2), NONE, backwards=[act_backward(dy_in_y=True)]),
+    "act-nan-inf": header("float", features=3)
+    + act_module(shape(2, 3, 3), res=residual(), data=values(54, 3, 240),
+                 res_data=values(55, 0, 250), backwards=[act_backward(dres=output())])
+    + train(False) + act_module(shape(2, 2, 3), data=values(56, 3, 255),
+                                backwards=[act_backward(data=values(57, 0, 240))]),
+    "act-free-functions": header("double")
+    + act_free(shape(2, 3, 2, c=3), backward=act_free_backward())
+    + act_free(shape(2, 3, 2, c=3), training=False, backward=act_free_backward(output(ALIAS, 0)))
+    + act_free(shape(2, 2, 2, c=2), res=residual(),
+               backward=act_free_backward(dres=output()))
+    + act_free(shape(2, 2, 2, c=2), res=residual(), y=output(ALIAS, 1), training=False,
+               backward=act_free_backward(dres=output(ALIAS, 0)))
+    + act_free(shape(2, 2, 2, c=2), backward=act_free_backward(relu_how=6))
+    + act_free(shape(2, 2, 2, c=2), backward=act_free_backward(relu_how=7))
+    + act_free(shape(2, 2, 2, c=2), NONE, backward=act_free_backward(no_res_dres=True,
+                                                                     dres=output()))
+    + act_free(shape(1, 1, 1, c=2), sizes=0x11),
+    "act-relu-backward": header("float")
+    + act_relu_backward(shape(2, 3, 2, c=3))
+    + act_relu_backward(shape(2, 3, 2, c=3), g=output(ALIAS, 1))
+    + act_relu_backward(shape(2, 3, 2, c=3), R_IS_X, g=output(ALIAS, 0))
+    + act_relu_backward(shape(2, 3, 2, c=3), R_SHIFTED, shift=3,
+                        g=output(SHIFT_SAME_STRIDES, shift=1))
+    + act_relu_backward(shape(2, 3, 2, c=3), g=output(SHIFT_SAME_STRIDES, 0, shift=1))
+    + act_relu_backward(shape(2, 3, 2, c=3), grow=230),
 }
 
 
@@ -239,6 +366,48 @@ def r_fold(affine=True, track=True, eps=True, rows=None, cols=3, bias="C", pad=0
     step = [R_FOLD, f | kind << 4 | pad << 6, wrong, c - 1, 0, 21, 0, 22, 0, 23, 0, 24]
     step += ([rows] if rows is not None else []) + [cols] + ([4] if kind == 2 else [])
     return step + [0, 25, 0, 26]
+
+
+# Op 6 (ranks_activation.hpp): modules with an activation, and fused::relu_backward.
+R_ACTIVATION = 6
+
+
+def r_residual(how=R_OWN, shift=1, layout=None, grow=0):
+    """R_OWN: a buffer of its own; 1: exactly x; 2: x's strides shifted in x's buffer."""
+    if how == 1:
+        return [1]
+    if how == 2:
+        return [2, shift - 1]
+    return [R_OWN, grow] + r_input(layout)
+
+
+def r_act_module(extents, act=RELU, res=None, x=None, y=None, data=None, res_data=None,
+                 backwards=()):
+    """y: placed among x and the residual (which=1); backwards: at most two r_act_backward()."""
+    step = [R_ACTIVATION, 1, act | (4 if res is not None else 0)] + extents + r_input(x)
+    step += (res or []) + (y or r_output())
+    step += (res_data or r_values(3)) if res is not None else []
+    return step + (data or r_values(4)) + [len(backwards)] + sum(backwards, [])
+
+
+def r_act_backward(dy=None, dx=None, dres=None, data=None, new_weight=None, dy_in_y=False,
+                   grow=0):
+    """dx among dy, x, y (which 0-2); dres among dy, dx, x, y (which 0-3)."""
+    flags = (1 if new_weight is not None else 0) | (0x1C if dy_in_y else 0)
+    step = [flags | (0x20 if dres is not None else 0)]
+    step += [new_weight >> 8 & 255, new_weight & 255] if new_weight is not None else []
+    step += [grow] + ([] if dy_in_y else r_input(dy)) + (data or r_values(5))
+    return step + (dx or r_output()) + (dres or [])
+
+
+def r_act_relu_backward(extents, dy_how=R_OWN, shift=1, g=None, grow=0, channels=3):
+    """dy: in its own buffer, exactly y (1) or shifted in y's buffer (2); g among y and dy."""
+    step = [R_ACTIVATION, 0, channels - 1] + extents + r_input() + [dy_how]
+    if dy_how == 2:
+        step += [shift - 1]
+    elif dy_how == R_OWN:
+        step += [grow] + r_input()
+    return step + (g or r_output()) + r_values(6) + r_values(7)
 
 
 NCDHW = (2, 3, 3)
@@ -320,6 +489,41 @@ RANKS_SEEDS = {
     + [R_TRAIN, 0] + r_call(r_extents(1, [1]), backward=r_backward()),
     "bad-options": r_header(eps="nan") + r_call(r_extents(2, [2])),
     "bad-momentum": r_header("double", rank=5, momentum="1.5"),
+    "act-ncl-relu-residual": r_header(features=3)
+    + r_act_module(r_extents(3, [4]), res=r_residual(),
+                   backwards=[r_act_backward(dres=r_output()),
+                              r_act_backward(new_weight=61, dx=r_output(R_IN_PLACE, which=2))])
+    + [R_TRAIN, 0] + r_act_module(r_extents(2, [3]), backwards=[r_act_backward()])
+    + r_act_module(r_extents(3, [1], nc=True), NONE,
+                   res=r_residual(layout=r_layout(CHANNELS_LAST)),
+                   backwards=[r_act_backward(dres=r_output(R_IN_PLACE))]),
+    "act-ncdhw-cropped-double": r_header("double", rank=5, features=2)
+    + r_act_module(r_extents(2, NCDHW), x=r_layout(CROPPED),
+                   res=r_residual(layout=r_layout(CHANNELS_LAST)),
+                   y=r_output(layout=r_layout(CROPPED, 2)),
+                   backwards=[r_act_backward(r_layout(CROPPED), dres=r_output(R_IN_PLACE))])
+    + r_act_module(r_extents(2, (2, 2, 2)), NONE, res=r_residual(1),
+                   y=r_output(R_IN_PLACE, which=1), backwards=[r_act_backward()])
+    + r_act_module(r_extents(2, (1, 2, 2)), data=r_values(8, 0xF3),
+                   backwards=[r_act_backward(dy_in_y=True, dx=r_output(R_IN_PLACE, which=1))]),
+    "act-overlaps-and-aliases": r_header(features=2, isa=1)
+    + r_act_module(r_extents(2, [3]), res=r_residual(2, shift=2), y=r_output(R_SHIFTED, 1, 1))
+    + r_act_module(r_extents(2, [3]), res=r_residual(2, shift=3),
+                   backwards=[r_act_backward(dx=r_output(R_SHIFTED, which=1, shift=2))])
+    + r_act_module(r_extents(2, [3]), res=r_residual(),
+                   backwards=[r_act_backward(dres=r_output(R_IN_PLACE, which=1)),
+                              r_act_backward(dres=r_output(R_IN_PLACE, which=2))])
+    + r_act_module(r_extents(2, [3]), res=r_residual(),
+                   backwards=[r_act_backward(dres=r_output(R_IN_PLACE, which=3)),
+                              r_act_backward(dres=r_output(R_SHIFTED, which=0, shift=1))])
+    + r_act_module(r_extents(2, [3]), backwards=[r_act_backward(dy_in_y=True),
+                                                r_act_backward(dres=r_output())]),
+    "act-relu-backward": r_header("double", rank=5)
+    + r_act_relu_backward(r_extents(2, NCDHW))
+    + r_act_relu_backward(r_extents(2, NCDHW), 1, g=r_output(R_IN_PLACE, which=0))
+    + r_act_relu_backward(r_extents(2, (2, 2, 2)), 2, shift=2, g=r_output(R_IN_PLACE, which=1))
+    + r_act_relu_backward(r_extents(2, (2, 2, 2)), g=r_output(R_SHIFTED, which=1, shift=1))
+    + r_act_relu_backward(r_extents(2, (2, 2, 2)), grow=232 + 2),
 }
 
 
