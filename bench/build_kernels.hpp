@@ -28,15 +28,16 @@ inline void run_kernels(Pass pass, const PassArguments& a) {
   const auto& kernels = bnorm::detail::passes<float>();
   switch (pass) {
     case Pass::fwd_train: {
-      const auto stats = kernels.forward_training(a.x, a.weight, a.bias, kEps, a.y);
+      const auto stats = kernels.forward_training(a.x, a.weight, a.bias, kEps, a.y, {});
       benchmark::DoNotOptimize(stats.invstd.data());
       break;
     }
     case Pass::fwd_infer:
-      kernels.forward_inference(a.x, a.weight, a.bias, a.running_mean, a.running_var, kEps, a.y);
+      kernels.forward_inference(a.x, a.weight, a.bias, a.running_mean, a.running_var, kEps, a.y,
+                                {});
       break;
     case Pass::bwd:
-      kernels.backward(a.x, a.dy, a.weight, a.stats, a.dx, a.dweight, a.dbias);
+      kernels.backward(a.x, a.dy, a.weight, a.stats, a.dx, a.dweight, a.dbias, {});
       benchmark::DoNotOptimize(a.dweight.data());
       break;
   }
