@@ -73,7 +73,7 @@ struct GatedGradSums : GradSums {
 
   // g = (x - hi) * a + b <= 0 ? 0 : dy, then GradSums' sums   (NCHW: lane 0 is every lane's)
   void add_scalar(const T* x, const T* dy) {
-    const T g = gated(*x, *dy, hi.v[0], a.v[0], b.v[0]);
+    const T g = gated(*x, *dy, lane(hi, 0), lane(a, 0), lane(b, 0));
     GradSums::add_scalar(x, &g);
   }
   // x and g in T packs, then in double: each value loaded once, no trip through memory
@@ -95,7 +95,7 @@ struct GatedGradSums : GradSums {
 /// Back from registers: the sums only, the gate's constants do not change.
 template <class T>
 void put_back(GatedGradSums<T>& to, const GatedGradSums<T>& from) {
-  static_cast<GradSums&>(to) = from;
+  copy_registers<GradSums>(to, from);
 }
 
 /// f(Acc*) with Acc the accumulator of the gate, GradSums or GatedGradSums<T> when it is on (a
@@ -111,9 +111,7 @@ void with_grad_sums(const Gate& gate, const F& f) {
 /// A pack of 16 lanes of s.
 template <class T>
 Pack<T> splat(T s) {
-  Pack<T> p{};
-  p.v += s;
-  return p;
+  return Pack<T>{} + s;
 }
 
 /// sum_dy[j] and sum_dy_xmu[j] from the accumulators after the reduction.

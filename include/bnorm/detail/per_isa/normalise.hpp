@@ -87,10 +87,10 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
             std::array<Pack<float>, K> kc;
             for (std::size_t j = 0; j != K; ++j) {
               __m512 group_k;
-              std::memcpy(&group_k, &kg[j].v, sizeof group_k);
+              std::memcpy(&group_k, &kg[j].part, sizeof group_k);
               // the zero-masked form: the plain one trips a false GCC 12 -Wmaybe-uninitialized
               const __m512 lane_k = _mm512_maskz_permutexvar_ps(0xFFFF, lanes, group_k);
-              std::memcpy(&kc[j].v, &lane_k, sizeof lane_k);
+              std::memcpy(&kc[j].part, &lane_k, sizeof lane_k);
             }
             return with_constants(f, kc)(v...);
           };

@@ -11,26 +11,34 @@
 /// Lanes per pack.
 inline constexpr index_t kPackLanes = 16;
 
+/// Bytes of one native vector register of the target.
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+inline constexpr std::size_t kNativeBytes = 64;
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+inline constexpr std::size_t kNativeBytes = 32;
+#else
+inline constexpr std::size_t kNativeBytes = 16;
+#endif
+
+/// One native register of T. The alignment is explicit: a vector type's default alignment
+/// follows the unit's flags, not the target region's, and the region's code would assume its own.
 template <class T>
-struct VectorOf;
-template <>
-struct VectorOf<float> {
-  typedef float type __attribute__((vector_size(16 * sizeof(float)), aligned(64)));
-};
-template <>
-struct VectorOf<double> {
-  typedef double type __attribute__((vector_size(16 * sizeof(double)), aligned(64)));
+struct NativeOf {
+  typedef T type __attribute__((vector_size(kNativeBytes), aligned(kNativeBytes)));
 };
 
-/// The alignments are explicit: a vector type's default alignment follows the unit's flags, not
-/// the target region's, and the region's code would assume its own.
-///
-/// 16 values of T with elementwise arithmetic (a scalar operand applies to every lane). The
-/// vector sits in a struct so that passing a Pack by value never depends on the target's vector
-/// registers (which GCC would warn about as an ABI change).
+/// 16 values of T with elementwise arithmetic (a scalar operand applies to every lane), held as
+/// the target's native registers (one AVX-512 register of floats, two AVX2 ones, four SSE ones):
+/// GCC lowers a generic vector wider than the target's registers through the stack, a store of
+/// halves and a reload of the whole that cannot be forwarded (AVX2 normalisation: 3x the
+/// floor). The registers sit in a struct so that passing a Pack by value never depends on the
+/// target's vector registers (which GCC would warn about as an ABI change).
 template <class T>
 struct Pack {
-  typename VectorOf<T>::type v;
+  using Native = typename NativeOf<T>::type;
+  static constexpr std::size_t kParts = kPackLanes * sizeof(T) / kNativeBytes;
+  static constexpr index_t kPartLanes = kNativeBytes / sizeof(T);
+  Native part[kParts];
 };
 
 // The operators are namespace-scope templates, not friends: a class template's members are
@@ -40,71 +48,87 @@ template <class T>
 struct Scalar {
   using type = T;
 };
+/// r.part[j] = op(a.part[j], b) for every native register j; b a register or a scalar.
+template <class T, class B, class Op>
+Pack<T> per_part(const Pack<T>& a, const B& b, const Op& op) {
+  Pack<T> r;
+  for (std::size_t j = 0; j < Pack<T>::kParts; ++j) {
+    if constexpr (std::is_same_v<B, Pack<T>>)
+      r.part[j] = op(a.part[j], b.part[j]);
+    else
+      r.part[j] = op(a.part[j], b);
+  }
+  return r;
+}
 template <class T>
 Pack<T> operator+(const Pack<T>& a, const Pack<T>& b) {
-  return {a.v + b.v};
+  return per_part(a, b, [](const auto& u, const auto& v) { return u + v; });
 }
 template <class T>
 Pack<T> operator-(const Pack<T>& a, const Pack<T>& b) {
-  return {a.v - b.v};
+  return per_part(a, b, [](const auto& u, const auto& v) { return u - v; });
 }
 template <class T>
 Pack<T> operator*(const Pack<T>& a, const Pack<T>& b) {
-  return {a.v * b.v};
+  return per_part(a, b, [](const auto& u, const auto& v) { return u * v; });
 }
 template <class T>
 Pack<T> operator+(const Pack<T>& a, typename Scalar<T>::type s) {
-  return {a.v + s};
+  return per_part(a, s, [](const auto& u, T v) { return u + v; });
 }
 template <class T>
 Pack<T> operator-(const Pack<T>& a, typename Scalar<T>::type s) {
-  return {a.v - s};
+  return per_part(a, s, [](const auto& u, T v) { return u - v; });
 }
 template <class T>
 Pack<T> operator*(const Pack<T>& a, typename Scalar<T>::type s) {
-  return {a.v * s};
+  return per_part(a, s, [](const auto& u, T v) { return u * v; });
+}
+
+/// Lane j of a pack.
+template <class T>
+T lane(const Pack<T>& a, index_t j) {
+  return a.part[j / Pack<T>::kPartLanes][j % Pack<T>::kPartLanes];
 }
 
 template <class T>
 inline Pack<T> load_pack(const T* p) {
+  // a register at a time: one memcpy of the whole pack compiles to 16-byte moves through the
+  // stack under GCC's AVX2 target region
   Pack<T> a;
-  std::memcpy(&a.v, p, sizeof a.v);  // an unaligned vector load
+  for (std::size_t j = 0; j < Pack<T>::kParts; ++j)
+    std::memcpy(&a.part[j], p + j * Pack<T>::kPartLanes, sizeof a.part[j]);  // unaligned load
   return a;
 }
 
 template <class T>
 inline void store_pack(T* p, const Pack<T>& a) {
-  std::memcpy(p, &a.v, sizeof a.v);
+  for (std::size_t j = 0; j < Pack<T>::kParts; ++j)
+    std::memcpy(p + j * Pack<T>::kPartLanes, &a.part[j], sizeof a.part[j]);
 }
 
 /// Writes a pack to line-aligned p with non-temporal stores.
 template <class T>
 inline void stream_pack(T* p, const Pack<T>& a) {
-  const char* src = reinterpret_cast<const char*>(&a.v);
   auto* dst = reinterpret_cast<float*>(p);
+  for (std::size_t j = 0; j < Pack<T>::kParts; ++j) {
+    float* line = dst + j * (kNativeBytes / sizeof(float));
 #if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
-  for (std::size_t b = 0; b < sizeof a.v; b += 64) {
     __m512 v;
-    std::memcpy(&v, src + b, 64);
-    _mm512_stream_ps(dst + b / sizeof(float), v);
-  }
+    std::memcpy(&v, &a.part[j], sizeof v);
+    _mm512_stream_ps(line, v);
 #elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
-  for (std::size_t b = 0; b < sizeof a.v; b += 32) {
     __m256 v;
-    std::memcpy(&v, src + b, 32);
-    _mm256_stream_ps(dst + b / sizeof(float), v);
-  }
+    std::memcpy(&v, &a.part[j], sizeof v);
+    _mm256_stream_ps(line, v);
 #elif BNORM_KERNEL_ISA >= BNORM_ISA_SSE2
-  for (std::size_t b = 0; b < sizeof a.v; b += 16) {
     __m128 v;
-    std::memcpy(&v, src + b, 16);
-    _mm_stream_ps(dst + b / sizeof(float), v);
-  }
+    std::memcpy(&v, &a.part[j], sizeof v);
+    _mm_stream_ps(line, v);
 #else
-  (void)src;
-  (void)dst;
-  store_pack(p, a);
+    std::memcpy(line, &a.part[j], sizeof a.part[j]);
 #endif
+  }
 }
 
 /// Runs walk(put), where put(p, a) stores pack a at p: with non-temporal stores, then a fence,
@@ -163,41 +187,50 @@ struct Wide {
   }
 };
 
+/// kWideLanes floats in double (exact), one instruction: GCC splits its generic conversion in
+/// halves through the stack when tuned for 256 bits (AVX2: the backward sums at 3x the floor).
+inline WideVec widen_floats(typename NarrowOf<float>::type n) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  __m256 v;
+  std::memcpy(&v, &n, sizeof v);
+  // the zero-masked form, as the plain one trips a false GCC 12 -Wmaybe-uninitialized
+  return reinterpret_cast<WideVec>(_mm512_maskz_cvtps_pd(0xFF, v));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+  __m128 v;
+  std::memcpy(&v, &n, sizeof v);
+  return reinterpret_cast<WideVec>(_mm256_cvtps_pd(v));
+#else
+  return __builtin_convertvector(n, WideVec);
+#endif
+}
+
 /// p[0..16) in double (exact for float).
 template <class T>
 inline Wide load_wide(const T* p) {
   Wide w;
   for (index_t j = 0; j < Wide::kParts; ++j) {
-#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
-    if constexpr (std::is_same_v<T, float>) {
-      // one instruction (GCC splits its generic conversion in halves when tuned for 256 bits);
-      // the zero-masked form, as the plain one trips a false GCC 12 -Wmaybe-uninitialized
-      w.part[j] = reinterpret_cast<WideVec>(
-          _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p + j * kWideLanes)));
-      continue;
-    }
-#endif
     typename NarrowOf<T>::type n;
     std::memcpy(&n, p + j * kWideLanes, sizeof n);
     if constexpr (std::is_same_v<T, double>)
       w.part[j] = n;
     else
-      w.part[j] = __builtin_convertvector(n, WideVec);
+      w.part[j] = widen_floats(n);
   }
   return w;
 }
 
-/// Lanes [J * kWideLanes, (J + 1) * kWideLanes) of a pack in double. (Not a vector shuffle: GCC
-/// builds one lane at a time out of a pack wider than the target's registers, which it keeps
-/// in memory anyway.)
+/// Lanes [J * kWideLanes, (J + 1) * kWideLanes) of a pack in double: a double pack's register J,
+/// or half J % 2 of a float pack's register J / 2 (a native register of floats holds two
+/// registers' worth of doubles).
 template <index_t J, class T>
 WideVec pack_part(const Pack<T>& p) {
-  typename NarrowOf<T>::type n;
-  std::memcpy(&n, reinterpret_cast<const char*>(&p.v) + J * sizeof n, sizeof n);
-  if constexpr (std::is_same_v<T, double>)
-    return n;
-  else
-    return __builtin_convertvector(n, WideVec);
+  if constexpr (std::is_same_v<T, double>) {
+    return p.part[J];
+  } else {
+    typename NarrowOf<T>::type n;
+    std::memcpy(&n, reinterpret_cast<const char*>(&p.part[J / 2]) + (J % 2) * sizeof n, sizeof n);
+    return widen_floats(n);
+  }
 }
 template <class T, std::size_t... J>
 Wide widen_parts(const Pack<T>& p, std::index_sequence<J...>) {
@@ -205,7 +238,7 @@ Wide widen_parts(const Pack<T>& p, std::index_sequence<J...>) {
   if constexpr (std::is_same_v<T, float>) {
     // two instructions (GCC's generic conversion goes 128 bits at a time when tuned for 256)
     __m512 v;
-    std::memcpy(&v, &p.v, sizeof v);
+    std::memcpy(&v, &p.part, sizeof v);
     const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), 0));
     const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), 1));
     Wide w;

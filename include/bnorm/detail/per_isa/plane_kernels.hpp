@@ -240,11 +240,34 @@ void map_plane_groups(index_t channels, index_t c0, index_t c1, index_t n0, inde
 }
 #endif
 
+/// to = from, an accumulator of packs (a multiple of a register's size), copied one register at
+/// a time: GCC copies one of 400 bytes with `rep movsq` through the stack under the AVX2 target
+/// region, which on 7x7 planes cost more than the plane's arithmetic.
+template <class Acc>
+void copy_registers(Acc& to, const Acc& from) {
+  static_assert(sizeof(Acc) % sizeof(WideVec) == 0, "an accumulator of whole registers");
+  auto* t = reinterpret_cast<char*>(&to);
+  const auto* f = reinterpret_cast<const char*>(&from);
+  for (std::size_t b = 0; b < sizeof(Acc); b += sizeof(WideVec)) {
+    WideVec r;
+    std::memcpy(&r, f + b, sizeof r);
+    std::memcpy(t + b, &r, sizeof r);
+  }
+}
+
+/// An accumulator to work on in registers: a copy of its slot.
+template <class Acc>
+Acc in_registers(const Acc& slot) {
+  Acc a;
+  copy_registers(a, slot);
+  return a;
+}
+
 /// An accumulator worked on in registers, back into its slot: all of it by default; an
 /// accumulator with constants of its own overloads this (found by ADL) to store its sums only.
 template <class Acc>
 void put_back(Acc& to, const Acc& from) {
-  to = from;
+  copy_registers(to, from);
 }
 
 /// Lanes of a plane's last pack that are new: a plane of len >= kPackLanes whose length is not a
@@ -281,7 +304,7 @@ void reduce_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t
   for (index_t n = n0; n < n1; ++n)
     for (index_t c = c0; c < c1; ++c) {
       next.aim(n, n1, c, first, rest...);
-      Acc a = acc[c - c0];
+      Acc a = in_registers(acc[c - c0]);
       [&](const T* p, const auto*... q) {
         for (index_t i = 0; i <= last; i += kPackLanes) {
           next.at(i);
@@ -313,7 +336,7 @@ void reduce_and_map_planes(index_t channels, index_t r0, index_t m0, index_t wid
     for (index_t n = n0; n < n1; ++n)
       for (index_t j = 0; j < width; ++j) {
         next.aim(n, n1, r0 + j, in...);
-        Acc a = acc[j];
+        Acc a = in_registers(acc[j]);
         const auto f = value(m0 + j);
         T* o = out(n, m0 + j);
         [&](const auto*... r) {
