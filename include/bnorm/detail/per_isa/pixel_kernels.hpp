@@ -81,11 +81,17 @@ class PixelLines {
   index_t left_, groups_, pixel_ = 0, offset_ = 0;
 };
 
+/// Pixels of reduce_pixels' tiles at least: a tile's accumulators go into registers and back
+/// once per group, which costs more than a few pixels' additions (an (N, C) tensor of 4096
+/// channels, one pixel an image, had tiles of 2 pixels from the L1 budget alone).
+inline constexpr index_t kMinPixelTile = 16;
+
 /// For channels [c0, c1) and images [n0, n1): acc[g].add(p...) for every pixel in (n, h, w)
 /// order and every channel group g, p pointing at the group's first channel in each view.
 /// Pixels go in tiles, group by group within a tile, so that a group's accumulator stays in
 /// registers for a tile. Each lane sums its channel's values in pixel order: the order of every
-/// addition depends on the shape alone.
+/// addition depends on the shape alone. Images of one pixel each (BatchNorm1d's (N, C)) make
+/// one run of n1 - n0 pixels, so that tiles span images.
 ///
 /// A tile's walk reads one line of each pixel in turn, a stride the hardware prefetchers do not
 /// follow. So the walk prefetches the next tile of its row into L1 in memory order, a line per
@@ -99,29 +105,38 @@ void reduce_pixels(index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc, con
   const RowLayout rows(v0, v...);
   const index_t groups = pixel_groups(c0, c1);
   const auto pack_bytes = static_cast<index_t>(kPackLanes * sizeof(T));
-  const index_t tile =
-      std::max<index_t>(1, kPixelTileBytes / (groups * pack_bytes * (1 + sizeof...(V))));
+  const index_t tile = std::max<index_t>(
+      kMinPixelTile, kPixelTileBytes / (groups * pack_bytes * (1 + sizeof...(V))));
+  // the pixels [0, len) of a run, run(view, c) giving each view's run from channel c
+  const auto reduce_run = [&](index_t len, const auto& run) {
+    for (index_t i0 = 0; i0 < len; i0 += tile) {
+      const index_t m = std::min(tile, len - i0);
+      const index_t next = i0 + m, next_m = std::min(tile, len - next);
+      PixelLines<T, 1 + sizeof...(V)> ahead({run(v0, c0).from(next), run(v, c0).from(next)...},
+                                            next_m, groups);
+      for (index_t g = 0; g < groups; ++g) {
+        const index_t cg = group_start(c0, c1, g);
+        const auto run0 = run(v0, cg);
+        Acc a = in_registers(acc[g]);
+        [&](const auto&... runs) {
+          for (index_t i = i0; i < i0 + m; ++i) {
+            ahead.prefetch_next();
+            a.add(run0.at(i), runs.at(i)...);
+          }
+        }(run(v, cg)...);
+        put_back(acc[g], a);
+      }
+    }
+  };
+  if (rows.rows == 1 && rows.len == 1) {
+    reduce_run(n1 - n0, [&](const auto& view, index_t c) {
+      return PixelRun<T>{view.data() + n0 * view.stride(0) + c * view.stride(1), view.stride(0)};
+    });
+    return;
+  }
   for (index_t n = n0; n < n1; ++n)
     for (index_t r = 0; r < rows.rows; ++r)
-      for (index_t i0 = 0; i0 < rows.len; i0 += tile) {
-        const index_t m = std::min(tile, rows.len - i0);
-        const index_t next = i0 + m, next_m = std::min(tile, rows.len - next);
-        PixelLines<T, 1 + sizeof...(V)> ahead(
-            {pixel_run(v0, n, c0, r).from(next), pixel_run(v, n, c0, r).from(next)...}, next_m,
-            groups);
-        for (index_t g = 0; g < groups; ++g) {
-          const index_t cg = group_start(c0, c1, g);
-          const auto run0 = pixel_run(v0, n, cg, r);
-          Acc a = in_registers(acc[g]);
-          [&](const auto&... runs) {
-            for (index_t i = i0; i < i0 + m; ++i) {
-              ahead.prefetch_next();
-              a.add(run0.at(i), runs.at(i)...);
-            }
-          }(pixel_run(v, n, cg, r)...);
-          put_back(acc[g], a);
-        }
-      }
+      reduce_run(rows.len, [&](const auto& view, index_t c) { return pixel_run(view, n, c, r); });
 }
 
 /// True when every group of channels [c0, c1) of every pixel of v starts on a cache line and

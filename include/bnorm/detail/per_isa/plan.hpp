@@ -12,6 +12,8 @@ struct Plan {
   /// Values per chunk: a chunk's x (and dy) stays in L2 between the passes of the two-pass
   /// statistics (the fallback of the shifted one-pass statistics and of other layouts).
   static constexpr index_t kChunkValues = 65536;
+  /// Pixels per item of a channels-last reduction at least (see images_per_item).
+  static constexpr index_t kMinItemPixels = 64;
   /// Values per block of short channels: a block's x (and dy) is read again by its map right
   /// after its reduction. Where the last level serves as a cache, an eighth of it in float (1M
   /// values of a 32 MiB L3), the second read from L3 at the latest: measured on 7x7 to 28x28
@@ -69,9 +71,14 @@ struct Plan {
       block = std::max<index_t>(1, (channels + want - 1) / want);
     }
     blocks = (channels + block - 1) / block;
-    // Channels-last items hold all channels of whole images, about kChunkValues values.
-    images_per_item = std::clamp<index_t>(kChunkValues / std::max<index_t>(plane * channels, 1), 1,
-                                          std::max<index_t>(images, 1));
+    // Channels-last items hold all channels of whole images, about kChunkValues values, and at
+    // least kMinItemPixels pixels: an item starts from a copy of every channel's accumulators
+    // and ends with their sums, about 30 bytes a channel each way, which for an (N, C) tensor
+    // of 4096 channels and items of 16 one-pixel images was half of the item's own x.
+    images_per_item = std::clamp<index_t>(
+        std::max(kChunkValues / std::max<index_t>(plane * channels, 1),
+                 (kMinItemPixels + plane - 1) / std::max<index_t>(plane, 1)),
+        1, std::max<index_t>(images, 1));
     // Non-temporal stores once the traffic overflows the caches that hold outputs: the last
     // level, or the L2s where it serves no better than memory (there, regular stores took
     // 1.5-1.9x the time of non-temporal ones from 4 MB of traffic up).
