@@ -75,10 +75,10 @@ struct Plan {
     // least kMinItemPixels pixels: an item starts from a copy of every channel's accumulators
     // and ends with their sums, about 30 bytes a channel each way, which for an (N, C) tensor
     // of 4096 channels and items of 16 one-pixel images was half of the item's own x.
-    images_per_item = std::clamp<index_t>(
-        std::max(kChunkValues / std::max<index_t>(plane * channels, 1),
-                 (kMinItemPixels + plane - 1) / std::max<index_t>(plane, 1)),
-        1, std::max<index_t>(images, 1));
+    images_per_item =
+        std::clamp<index_t>(std::max(kChunkValues / std::max<index_t>(plane * channels, 1),
+                                     (kMinItemPixels + plane - 1) / std::max<index_t>(plane, 1)),
+                            1, std::max<index_t>(images, 1));
     // Non-temporal stores once the traffic overflows the caches that hold outputs: the last
     // level, or the L2s where it serves no better than memory (there, regular stores took
     // 1.5-1.9x the time of non-temporal ones from 4 MB of traffic up).
