@@ -139,7 +139,7 @@ void run_steps(typename V<T>::extents_type e, const std::vector<index_t>& split,
   };
   SCOPED_TRACE(::testing::Message()
                << "rank " << rank << " of " << world_size() << ", whole batch "
-               << bnorm::detail::shape_string(whole) << ", mine " << mine[0] << ", reference "
+               << bnorm::detail::shape_text(whole) << ", mine " << mine[0] << ", reference "
                << ref_variant << ", momentum " << (options.momentum ? *options.momentum : -1.0));
   const double tol = tolerance<T>();
   Sync sync(c, MPI_COMM_WORLD, options);

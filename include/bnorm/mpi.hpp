@@ -214,7 +214,7 @@ class SyncBatchNorm {
       bnorm::detail::require(false,
                              "Expected more than 1 value per channel when training, got input of "
                              "shape ",
-                             bnorm::detail::shape_string(x.extents()), " on rank ", rank_,
+                             bnorm::detail::shape_text(x.extents()), " on rank ", rank_,
                              " and 1 value per channel over the ", ranks_, " ranks of comm");
     }
     s.synchronized_ = true;

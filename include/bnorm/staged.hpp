@@ -272,8 +272,8 @@ void check_backward(const Cache<T>& k, const V<const T>& dy, const V<T>& dx,
                     const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
   bnorm::detail::require(
       std::equal(k.extents.begin(), k.extents.end(), dy.extents().begin(), dy.extents().end()),
-      "dy has shape ", bnorm::detail::shape_string(dy.extents()), ", expected ",
-      bnorm::detail::shape_string(k.extents), " (the shape of the forward's x)");
+      "dy has shape ", bnorm::detail::shape_text(dy.extents()), ", expected ",
+      bnorm::detail::shape_text(k.extents), " (the shape of the forward's x)");
   bnorm::detail::check_same_shape("dx", dx, "dy", dy);
   bnorm::detail::check_backward_output(dy, dx);
   bnorm::detail::check_distinct_arrays("dweight", dweight, "dbias", dbias);

@@ -83,8 +83,8 @@ struct Placed {
   }
   bool same_as(const Placed& o) const { return count() > 0 && at == o.at && same_strides(o); }
   std::string str(const char* name) const {  // for messages
-    using bnorm::detail::shape_string;
-    return concat(" ", name, " ", shape_string(e), " strides ", shape_string(s), " at ", at);
+    using bnorm::detail::shape_text;
+    return concat(" ", name, " ", shape_text(e), " strides ", shape_text(s), " at ", at);
   }
 };
 
