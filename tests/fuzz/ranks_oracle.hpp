@@ -142,6 +142,7 @@ struct Tol {
 struct Stats {  // of a channel: mean and var of the batch, or the running ones
   LD mean = 0, var = 0, invstd = 0, amax = 0, kappa = 0;
   bool finite = true, ok = false;  // ok: var + eps is large enough to compare T on
+  bool nan_stats = false;          // a NaN mean or var: every y of the channel is NaN
 };
 template <class T>
 Stats stats(const std::vector<LD>& x, const Args<T>& a, index_t c) {
@@ -151,7 +152,9 @@ Stats stats(const std::vector<LD>& x, const Args<T>& a, index_t c) {
   s.mean /= m;  // (a sum, then one division: a constant channel has exactly its mean)
   for (const LD v : x)
     s.var += (v - s.mean) * (v - s.mean) / m, s.amax = std::max(s.amax, std::fabs(v));
-  if (!a.batch) s.mean = a.rm[c], s.var = a.rv[c];
+  if (!a.batch) s.mean = a.rm[c], s.var = a.rv[c];  // (NaN after a training on NaN or Inf)
+  s.nan_stats = std::isnan(s.mean) || std::isnan(s.var);
+  s.finite &= std::isfinite(s.mean) && std::isfinite(s.var);
   s.invstd = 1 / std::sqrt(s.var + static_cast<LD>(a.eps));
   s.kappa = (s.amax + std::fabs(s.mean)) * s.invstd + 1;  // bounds |xhat| + 1
   s.ok = s.finite && s.var + static_cast<LD>(a.eps) >= Tol<T>::tiny;
@@ -166,9 +169,9 @@ void check_close(T got, LD ref, LD tol, const std::string& what, index_t i) {
 }
 
 /// y (out) of a forward of x, or with dy, dx (out) and the gradients of its backward, against
-/// the reference channel by channel: a NaN or Inf in a channel of x makes its y NaN; the bounds
-/// are T's rounding (K u) and double's in sums of m terms (4 m ud) times the magnitudes that
-/// carry them (kappa bounds |xhat| + 1).
+/// the reference channel by channel: a NaN or Inf in a channel of x (or a NaN running statistic)
+/// makes its y NaN; the bounds are T's rounding (K u) and double's in sums of m terms (4 m ud)
+/// times the magnitudes that carry them (kappa bounds |xhat| + 1).
 template <class T, std::size_t R, class A = Eigen::Array<T, Eigen::Dynamic, 1>>
 void check(const std::vector<T>& xv, const std::vector<T>& out, const std::array<index_t, R>& e,
            const Args<T>& a, const std::string& what, const std::vector<T>* dyv = nullptr,
@@ -187,7 +190,8 @@ void check(const std::vector<T>& xv, const std::vector<T>& out, const std::array
       const LD ref = (x[i] - s.mean) * s.invstd * w + b;
       gmax = std::max(gmax, std::fabs(g[i])), gsum += std::fabs(g[i]);
       sg += g[i], sgx += g[i] * (x[i] - s.mean) * s.invstd;
-      if (!dyv && a.batch && !s.finite) FUZZ_CHECK(std::isnan(out[at[i]]), what, ": not NaN");
+      if (!dyv && ((a.batch && !s.finite) || s.nan_stats))
+        FUZZ_CHECK(std::isnan(out[at[i]]), what, ": not NaN");
       const LD tol = k * (std::fabs(w) * s.kappa + std::fabs(b)) + Q::K * Q::u * std::fabs(ref);
       if (!dyv && s.ok) check_close(out[at[i]], ref, tol, what + " y", index_t(at[i]));
     }
