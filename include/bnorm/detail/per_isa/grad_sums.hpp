@@ -154,7 +154,7 @@ void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
       std::vector<Acc> acc =
           group_accumulators<Acc>(il, mean, [](Acc& a, const Wide& m) { a.mean = m; });
       if (gate.on()) {
-        const std::vector<T> hi = il.spread<T>(k[0].data()), a = il.spread<T>(k[1].data()),
+        const SmallBuffer<T> hi = il.spread<T>(k[0].data()), a = il.spread<T>(k[1].data()),
                              b = il.spread<T>(k[2].data());
         for (std::size_t g = 0; g < acc.size(); ++g)
           acc[g].set_gate(load_pack(&hi[g * kPackLanes]), load_pack(&a[g * kPackLanes]),
@@ -215,7 +215,7 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
   const RowLayout layout(x, dy);
   const auto width = static_cast<std::size_t>(c1 - c0);
   const ChannelConstants<T, 3> k = gate_constants<T>(c0, c1, mean, gate);
-  std::vector<LaneSum> s_dy(width), s_dy_xmu(width);
+  SmallBuffer<LaneSum> s_dy(width), s_dy_xmu(width);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
     for_each_block_row<U>(

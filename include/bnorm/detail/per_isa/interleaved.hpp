@@ -41,8 +41,8 @@ struct Interleave {
 
   /// Per-channel values spread over the pseudo-channels: out[q] = per_channel[q mod C].
   template <class S, class U>
-  std::vector<S> spread(const U* per_channel) const {
-    std::vector<S> out(static_cast<std::size_t>(period));
+  SmallBuffer<S> spread(const U* per_channel) const {
+    SmallBuffer<S> out(static_cast<std::size_t>(period));
     for (index_t q = 0; q < period; ++q) out[q] = static_cast<S>(per_channel[q % channels]);
     return out;
   }
@@ -77,7 +77,7 @@ bool interleaved(const V0& v0, const V&... v) {
 template <class Acc, class Set>
 std::vector<Acc> group_accumulators(const Interleave& il, const double* per_channel,
                                     const Set& set) {
-  const std::vector<double> lanes = il.spread<double>(per_channel);
+  const SmallBuffer<double> lanes = il.spread<double>(per_channel);
   std::vector<Acc> acc(static_cast<std::size_t>(il.period / kPackLanes));
   for (std::size_t g = 0; g < acc.size(); ++g)
     set(acc[g], load_wide(lanes.data() + g * kPackLanes));

@@ -36,8 +36,8 @@ void two_pass_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_
   const RowLayout layout(x);
   const double count = static_cast<double>((n1 - n0) * x.h() * x.w());
   const auto width = static_cast<std::size_t>(c1 - c0);
-  std::vector<LaneSum> sum(width), sq(width);
-  std::vector<double> mean(width);
+  SmallBuffer<LaneSum> sum(width), sq(width);
+  SmallBuffer<double> mean(width);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
     for_each_block_row<U>(

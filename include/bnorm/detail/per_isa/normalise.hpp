@@ -4,7 +4,7 @@
 
 /// Per-channel constants of an elementwise pass: k[j][c - c0] is constant j of channel c.
 template <class T, std::size_t K>
-using ChannelConstants = std::array<std::vector<T>, K>;
+using ChannelConstants = std::array<SmallBuffer<T>, K>;
 
 #if defined(BNORM_HAVE_PACKS)
 /// f with the constants kc appended to its arguments: with_constants(f, kc)(v...) = f(v..., kc...).

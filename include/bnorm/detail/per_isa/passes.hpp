@@ -28,13 +28,12 @@ inline void backward_constants(double invstd, double weight, double sum_dy, doub
 
 /// dweight = sum_dy_xmu * invstd and dbias = sum_dy, rounded to T.
 template <class T>
-void gradients_of_parameters(const Eigen::ArrayXd& sum_dy, const Eigen::ArrayXd& sum_dy_xmu,
-                             const Eigen::ArrayXd& invstd,
-                             Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
+void gradients_of_parameters(index_t channels, const double* sum_dy, const double* sum_dy_xmu,
+                             const double* invstd, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
                              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
-  dweight.resize(sum_dy.size());
-  dbias.resize(sum_dy.size());
-  for (Eigen::Index c = 0; c < sum_dy.size(); ++c) {
+  dweight.resize(channels);
+  dbias.resize(channels);
+  for (index_t c = 0; c < channels; ++c) {
     dweight[c] = static_cast<T>(sum_dy_xmu[c] * invstd[c]);
     dbias[c] = static_cast<T>(sum_dy[c]);
   }
@@ -64,8 +63,8 @@ GateConstants<T, Scale> gate_of(const ReluGate<T>& g, index_t channels, const Sc
 
 /// Per-channel scratch of one call: the constants each pass reads.
 struct Scratch {
-  Eigen::ArrayXd a, b, c, d;
-  explicit Scratch(index_t channels) : a(Eigen::ArrayXd::Zero(channels)), b(a), c(a), d(a) {}
+  SmallBuffer<double> a, b, c, d;
+  explicit Scratch(index_t channels) : a(static_cast<std::size_t>(channels)), b(a), c(a), d(a) {}
 };
 
 template <class T>
@@ -79,7 +78,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
   if (x.size() == 0) return s;  // M == 0 or C == 0 (N may still be huge)
   const Plan plan(x, sizeof(T));
   Scratch k(channels);  // a: scale = invstd * weight, b: shift = bias
-  std::vector<Moments> moments(static_cast<std::size_t>(channels));
+  SmallBuffer<Moments> moments(static_cast<std::size_t>(channels));
   auto finish = [&](index_t c) {
     const Moments& mo = moments[static_cast<std::size_t>(c)];
     s.mean[c] = mo.mean;
@@ -94,7 +93,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     const auto normalise_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
       normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream, e);
     };
-    const auto merge = [&](index_t c0, const std::vector<Moments>& part) {
+    const auto merge = [&](index_t c0, const SmallBuffer<Moments>& part) {
       for (std::size_t j = 0; j < part.size(); ++j)
         moments[static_cast<std::size_t>(c0) + j].merge(part[j]);
     };
@@ -102,7 +101,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     sweep_blocks(
         plan, plan.pipelined && e.residual == nullptr && sweeps_fuse(y, plan.stream, x),
         [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-          std::vector<Moments> part(static_cast<std::size_t>(c1 - c0));
+          SmallBuffer<Moments> part(static_cast<std::size_t>(c1 - c0));
           chunk_moments(x, c0, c1, n0, n1, part.data());
           merge(c0, part);
         },
@@ -111,7 +110,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
         },
         normalise_block,
         [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
-          std::vector<Moments> part(static_cast<std::size_t>(width));
+          SmallBuffer<Moments> part(static_cast<std::size_t>(width));
           moments_and_normalise(x, y, r0, m0, width, n0, n1, part.data(), s.mean.data(), k.a.data(),
                                 k.b.data(), plan.stream, e.activation);
           merge(r0, part);
@@ -165,7 +164,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
   const auto gc = gate_of(relu, channels, [&](index_t c, double w) { return stats.invstd[c] * w; });
   const Gate gate = gc.gate();
   Scratch k(channels);  // a: sum_dy, b: sum_dy_xmu, then a: k, c: shift, d: kc
-  Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
+  SmallBuffer<double> sum_dy(static_cast<std::size_t>(channels)), sum_dy_xmu(sum_dy);
   auto finish = [&](index_t c) {
     sum_dy[c] = k.a[c];
     sum_dy_xmu[c] = k.b[c];
@@ -180,7 +179,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
                  plan.stream, gate);
     };
     // a chunk's sums, added to the block's (k.a and k.b start at 0)
-    const auto add = [&](index_t c0, const std::vector<double>& part) {
+    const auto add = [&](index_t c0, const SmallBuffer<double>& part) {
       const std::size_t width = part.size() / 2;
       for (std::size_t j = 0; j < width; ++j) {
         k.a[c0 + static_cast<index_t>(j)] += part[j];
@@ -190,7 +189,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
     sweep_blocks(
         plan, plan.pipelined && sweeps_fuse(dx, plan.stream, x, dy),
         [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-          std::vector<double> part(static_cast<std::size_t>(2 * (c1 - c0)));
+          SmallBuffer<double> part(static_cast<std::size_t>(2 * (c1 - c0)));
           chunk_grad_sums(x, dy, c0, c1, n0, n1, stats.mean.data(), part.data(),
                           part.data() + (c1 - c0), gate);
           add(c0, part);
@@ -200,7 +199,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
         },
         grad_input_block,
         [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
-          std::vector<double> part(static_cast<std::size_t>(2 * width));
+          SmallBuffer<double> part(static_cast<std::size_t>(2 * width));
           grad_sums_and_input(x, dy, dx, r0, m0, width, n0, n1, part.data(), part.data() + width,
                               stats.mean.data(), k.a.data(), k.c.data(), k.d.data(), plan.stream,
                               gate);
@@ -214,7 +213,9 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
                  plan.stream, gate);
     });
   }
-  if (affine) gradients_of_parameters(sum_dy, sum_dy_xmu, stats.invstd, dweight, dbias);
+  if (affine)
+    gradients_of_parameters(channels, sum_dy.data(), sum_dy_xmu.data(), stats.invstd.data(),
+                            dweight, dbias);
 }
 
 template <class T>
@@ -244,9 +245,9 @@ BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T
   });
   const Gate gate = gc.gate();
   if (affine) {
-    Eigen::ArrayXd sum_dy(channels), sum_dy_xmu(channels);
+    SmallBuffer<double> sum_dy(static_cast<std::size_t>(channels)), sum_dy_xmu(sum_dy);
     channel_grad_sums(x, dy, plan, k.a.data(), sum_dy.data(), sum_dy_xmu.data(), gate);
-    gradients_of_parameters(sum_dy, sum_dy_xmu, k.b, dweight, dbias);
+    gradients_of_parameters(channels, sum_dy.data(), sum_dy_xmu.data(), k.b.data(), dweight, dbias);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
     scale_rows(x, dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream, k.a.data(), gate);

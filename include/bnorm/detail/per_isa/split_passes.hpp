@@ -96,7 +96,8 @@ BNORM_DETAIL_ENTRY void parameter_gradients(const fused::BatchStatistics& stats,
     dbias.resize(0);
     return;
   }
-  gradients_of_parameters(sums.sum_dy, sums.sum_dy_xmu, stats.invstd, dweight, dbias);
+  gradients_of_parameters(sums.sum_dy.size(), sums.sum_dy.data(), sums.sum_dy_xmu.data(),
+                          stats.invstd.data(), dweight, dbias);
 }
 
 /// running = (1 - f) * running + f * batch, the variance made unbiased with `unbias` = M / (M - 1),
