@@ -73,9 +73,16 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, NCHWView<T> y,
     const Epilogue<T>& e) {
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
-  fused::BatchStatistics s{m, Eigen::ArrayXd::Zero(channels), Eigen::ArrayXd::Zero(channels),
-                           Eigen::ArrayXd::Constant(channels, 1.0 / std::sqrt(eps))};
-  if (x.size() == 0) return s;  // M == 0 or C == 0 (N may still be huge)
+  // Left unset here, as `finish` writes every channel: zeroing them first cost a tiny call
+  // (2x2x2x2) a tenth of its time, a calloc where Eigen's arrays are 16-byte aligned.
+  fused::BatchStatistics s{m, Eigen::ArrayXd(channels), Eigen::ArrayXd(channels),
+                           Eigen::ArrayXd(channels)};
+  if (x.size() == 0) {  // M == 0 or C == 0 (N may still be huge)
+    s.mean.setZero();
+    s.var.setZero();
+    s.invstd.setConstant(1.0 / std::sqrt(eps));
+    return s;
+  }
   const Plan plan(x, sizeof(T));
   Scratch k(channels);  // a: scale = invstd * weight, b: shift = bias
   SmallBuffer<Moments> moments(static_cast<std::size_t>(channels));
