@@ -20,6 +20,23 @@ namespace {
 template <class T>
 using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
 
+// In place, y over x and dx over dy, a training forward and backward give the bits y and dx of
+// the same passes out of place.
+void expect_in_place_same_bits(const Shape& s, Layout layout, const std::vector<float>& x,
+                               const std::vector<float>& dy, const Array<float>& w,
+                               const Array<float>& b, const std::vector<float>& y,
+                               const std::vector<float>& dx) {
+  Buffer<float> ib(s, layout), gb(s, layout);
+  Array<float> dw, db;
+  ib.set(x);
+  const auto again = bnorm::fused::forward_training<float>(ib.cview(), w, b, 1e-5, ib.view());
+  EXPECT_TRUE(ib.values() == y);
+  ib.set(x);
+  gb.set(dy);
+  bnorm::fused::backward<float>(ib.cview(), gb.cview(), w, again, gb.view(), dw, db);
+  EXPECT_TRUE(gb.values() == dx);
+}
+
 // Passes moving 32 MiB (the L3 here) and more write with non-temporal stores through an L1 buffer
 // that collects a block's planes of one image as one run. On such shapes (short planes in blocks,
 // long odd planes) every pass matches plain double loops over the returned statistics, and in
@@ -67,15 +84,7 @@ TEST(FusedStreaming, LargeOutputsMatchDoubleLoops) {
     EXPECT_LE(err_y, 1e-5);
     EXPECT_LE(err_dx, 1e-5 * max_dx);
 
-    // In place: y over x, dx over dy.
-    Buffer<float> ib(s), gb(s);
-    ib.set(x);
-    const auto again = bnorm::fused::forward_training<float>(ib.cview(), w, b, 1e-5, ib.view());
-    EXPECT_TRUE(ib.values() == y);
-    ib.set(x);
-    gb.set(dy);
-    bnorm::fused::backward<float>(ib.cview(), gb.cview(), w, again, gb.view(), dw, db);
-    EXPECT_TRUE(gb.values() == dx);
+    expect_in_place_same_bits(s, Layout::nchw, x, dy, w, b, y, dx);
 
     // Inference with the batch statistics as running ones: the same y up to rounding.
     const Array<float> mean = stats.mean.cast<float>(), var = stats.var.cast<float>();
@@ -257,6 +266,50 @@ TEST(FusedPlaneGroups, AdjacentPlanesMatchPlanesApart) {
     EXPECT_TRUE(adjacent.dx == apart.dx);
     EXPECT_TRUE(adjacent.y_eval == apart.y_eval);
   }
+}
+
+// Channels-last tensors of over a thousand channels and (N, C) matrices of as many: a pixel's
+// channels outgrow L1, and the last group of 16 overlaps the one before when C is not a multiple
+// of 16. Every pass matches long-double loops, in place gives the same bits as out of place, and
+// nothing outside the views is written (the strided layout: the row loops, for comparison).
+TEST(FusedWideChannels, PixelsMatchLongDoubleLoops) {
+  const Shape shapes[] = {{37, 1030, 1, 1}, {24, 1024, 1, 1}, {3, 1030, 3, 5}, {2, 2056, 2, 2}};
+  for (const Shape& s : shapes)
+    for (const Layout layout : {Layout::channels_last, Layout::strided}) {
+      SCOPED_TRACE(to_string(s) + " " + name(layout));
+      const auto x = random_values<float>(s, 61, 2.0), dy = random_values<float>(s, 62);
+      const Array<float> w = random_array<float>(s[1], 63, 0.5, 1.5);
+      const Array<float> b = random_array<float>(s[1], 64, -1, 1);
+      const Reference r = reference(s, x, dy, w, b, 1e-5);
+      Buffer<float> xb(s, layout), yb(s, layout), dyb(s, layout), dxb(s, layout);
+      xb.set(x);
+      dyb.set(dy);
+      Array<float> dw, db;
+      const auto stats = bnorm::fused::forward_training<float>(xb.cview(), w, b, 1e-5, yb.view());
+      bnorm::fused::backward<float>(xb.cview(), dyb.cview(), w, stats, dxb.view(), dw, db);
+      const auto y = yb.values(), dx = dxb.values();
+      long double err_y = 0, err_dx = 0, max_dx = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        err_y = std::max(err_y, std::abs(y[i] - r.y[i]));
+        err_dx = std::max(err_dx, std::abs(dx[i] - r.dx[i]));
+        max_dx = std::max(max_dx, std::abs(r.dx[i]));
+      }
+      EXPECT_LE(err_y, 1e-5L);
+      EXPECT_LE(err_dx, 1e-5L * max_dx);
+      EXPECT_EQ(yb.padding_changed(), 0);
+      EXPECT_EQ(dxb.padding_changed(), 0);
+
+      expect_in_place_same_bits(s, layout, x, dy, w, b, y, dx);
+
+      // Inference with the batch statistics as running ones: y again up to rounding.
+      const Array<float> mean = stats.mean.cast<float>(), var = stats.var.cast<float>();
+      bnorm::fused::forward_inference<float>(xb.cview(), w, b, mean, var, 1e-5, yb.view());
+      const auto ye = yb.values();
+      long double err_eval = 0;
+      for (std::size_t i = 0; i < ye.size(); ++i)
+        err_eval = std::max(err_eval, std::abs(ye[i] - r.y[i]));
+      EXPECT_LE(err_eval, 1e-5L);
+    }
 }
 
 }  // namespace
