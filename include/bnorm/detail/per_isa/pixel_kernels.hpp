@@ -160,17 +160,21 @@ void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream, con
   const RowLayout rows(out, in...);
   const index_t full = (c1 - c0) / kPackLanes, last = c1 - kPackLanes;
   const bool overlap = (c1 - c0) % kPackLanes != 0;
-  const auto walk = [&](const auto& put) {
+  const auto walk = [&](const auto& put_ref) {
+    // Copies, whose captures can live in registers: read through the references, every
+    // capture (the constants' pointers, the store kind) was loaded again after each store.
+    const auto put = put_ref;
+    const Value value_of = value;
     for (index_t n = n0; n < n1; ++n)
       for (index_t r = 0; r < rows.rows; ++r) {
         const auto o = pixel_run(out, n, c0, r);
         [&](const auto&... src) {
           for (index_t i = 0; i < rows.len; ++i) {
             Pack<T> tail{};
-            if (overlap) tail = value(last)(load_pack(src.at(i) + (last - c0))...);
+            if (overlap) tail = value_of(last)(load_pack(src.at(i) + (last - c0))...);
             for (index_t g = 0; g < full; ++g)
               put(o.at(i) + g * kPackLanes,
-                  value(c0 + g * kPackLanes)(load_pack(src.at(i) + g * kPackLanes)...));
+                  value_of(c0 + g * kPackLanes)(load_pack(src.at(i) + g * kPackLanes)...));
             if (overlap) put(o.at(i) + (last - c0), tail);
           }
         }(pixel_run(in, n, c0, r)...);
