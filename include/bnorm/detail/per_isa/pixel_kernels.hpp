@@ -88,10 +88,10 @@ inline constexpr index_t kMinPixelTile = 16;
 
 /// For channels [c0, c1) and images [n0, n1): acc[g].add(p...) for every pixel in (n, h, w)
 /// order and every channel group g, p pointing at the group's first channel in each view.
-/// Pixels go in tiles, group by group within a tile, so that a group's accumulator stays in
-/// registers for a tile. Each lane sums its channel's values in pixel order: the order of every
-/// addition depends on the shape alone. Images of one pixel each (BatchNorm1d's (N, C)) make
-/// one run of n1 - n0 pixels, so that tiles span images.
+/// Pixels go in tiles, group by group within a tile, so that a group's accumulator is worked on
+/// in registers for a tile where it fits (with_accumulator). Each lane sums its channel's values in
+/// pixel order: the order of every addition depends on the shape alone. Images of one pixel each
+/// (BatchNorm1d's (N, C)) make one run of n1 - n0 pixels, so that tiles span images.
 ///
 /// A tile's walk reads one line of each pixel in turn, a stride the hardware prefetchers do not
 /// follow. So the walk prefetches the next tile of its row into L1 in memory order, a line per

@@ -306,8 +306,8 @@ inline constexpr index_t kScalarTail = 4;
 /// same element of each input view; then the plane's last len % kPackLanes values, when there
 /// are any: one by one by acc[c - c0].add_scalar(p...) when at most kScalarTail, else as one
 /// overlapping last pack by acc[c - c0].add(keep, p...) (see tail_keep). The accumulator is
-/// copied into registers for the plane and back once. Which lane of which accumulator receives
-/// which element depends on the plane length alone.
+/// copied into registers for the plane and back once where it fits (with_accumulator). Which lane
+/// of which accumulator receives which element depends on the plane length alone.
 template <class Acc, class T, class... P>
 void reduce_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc,
                    const Planes<const T>& first, const P&... rest) {
