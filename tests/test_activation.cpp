@@ -13,10 +13,10 @@ template <class T>
 class ActivationTest : public ::testing::Test {};
 TYPED_TEST_SUITE(ActivationTest, FloatTypes);
 
-// relu(z) = z <= 0 ? 0 : z
+// relu(z) = z < 0 ? 0 : z, torch.relu's (NaN and -0 pass)
 template <class T>
 T relu(T z) {
-  return z <= T(0) ? T(0) : z;
+  return z < T(0) ? T(0) : z;
 }
 
 // One composition: act(BN(x) + r), with or without r.
@@ -188,6 +188,40 @@ TYPED_TEST(ActivationTest, FusedBitsAreBatchNormThenActivation) {
               same_bits(std::vector<T>(bn.bias_grad().data(), bn.bias_grad().data() + s[1]),
                         std::vector<T>(ref.bias_grad().data(), ref.bias_grad().data() + s[1])));
         }
+}
+
+// ReLU's special values as torch.relu gives them (libtorch 1.13.1: relu(-0.0) keeps the sign
+// bit): -0 and NaN pass, -inf becomes 0; without an activation -inf stays. Eval with mean 0,
+// variance 1, eps 0, weight 1 and bias -0 makes z = x + -0 = x exactly, so y = relu(x) in every
+// layout, both variants. (Random data never meets -0: FusedBitsAreBatchNormThenActivation
+// cannot tell z < 0 from z <= 0.)
+TYPED_TEST(ActivationTest, SignedZeroNanAndInfinityAsTorchRelu) {
+  using T = TypeParam;
+  const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
+  const std::vector<T> special = {T(-0.0), T(0), nan, -inf, inf, T(-1.5), T(2.5)};
+  const Shape s{3, 19, 2, 3};  // 19 channels: pack paths and their scalar tails
+  std::vector<T> xv(static_cast<std::size_t>(count(s)));
+  for (std::size_t i = 0; i < xv.size(); ++i) xv[i] = special[(i * 5 + i / 7) % special.size()];
+  for (auto variant : {bnorm::Variant::fused, bnorm::Variant::staged})
+    for (Activation act : {Activation::relu, Activation::none})
+      for (Layout layout : kAllLayouts) {
+        SCOPED_TRACE(std::string(variant == bnorm::Variant::fused ? "fused " : "staged ") +
+                     (act == Activation::relu ? "relu " : "none ") + name(layout));
+        Buffer<T> x(s, layout), y(s, layout);
+        x.set(xv);
+        bnorm::Options o;
+        o.eps = 0;
+        o.activation = act;
+        o.variant = variant;
+        bnorm::BatchNorm2d<T> bn(s[1], o);
+        bn.bias().setConstant(T(-0.0));
+        bn.eval();
+        bn.forward(x.cview(), y.view());
+        std::vector<T> expect = xv;
+        for (auto& v : expect)
+          if (act == Activation::relu && v < T(0)) v = T(0);
+        EXPECT_TRUE(same_bits(y.values(), expect));
+      }
 }
 
 // In place: y over the residual, dresidual over dy, dx over dy, and dx over x (the gate then

@@ -2,8 +2,9 @@
 /// @brief The fused variant with an epilogue: y = act(BN(x) + residual) in the forward's one
 /// elementwise sweep, and the backward of the activation, for views of every rank.
 ///
-/// With z = BN(x) (+ residual) and act = relu, y = relu(z) = z <= 0 ? 0 : z (NaN stays NaN).
-/// Its backward needs where the activation passed, g = z <= 0 ? 0 : dy:
+/// With z = BN(x) (+ residual) and act = relu, y = relu(z) = z < 0 ? 0 : z (NaN and -0 stay as
+/// they are, as torch.relu). Its backward needs where the activation passed, g = z <= 0 ? 0 : dy
+/// (as torch's threshold_backward over y):
 /// - without a residual, z is recomputed from x inside BN's backward sweeps, with the forward's
 ///   weight and bias (fused::Relu) and the forward's formula, so the same bits: no mask is
 ///   stored and no extra memory is read (backward and backward_inference taking a Relu);

@@ -144,11 +144,12 @@ struct Add {
   }
 };
 
-/// Step 11: out = relu(t) = t <= 0 ? 0 : t (NaN passes); din = t <= 0 ? 0 : dout.
+/// Step 11: out = relu(t) = t < 0 ? 0 : t (NaN and -0 pass, as torch.relu); din = t <= 0 ? 0 :
+/// dout (as torch's threshold_backward over out).
 struct Relu {
   template <class T>
   static Tensor4<T> forward(const Tensor4<T>& t) {
-    return t.unaryExpr([](T v) { return v <= T(0) ? T(0) : v; });
+    return t.unaryExpr([](T v) { return v < T(0) ? T(0) : v; });
   }
   template <class T>
   static Tensor4<T> backward(const Tensor4<T>& t, const Tensor4<T>& dout) {

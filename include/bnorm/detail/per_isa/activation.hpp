@@ -2,9 +2,9 @@
 /// @brief The activations fused into the forward's elementwise map (y = act(BN(x) + residual)),
 /// and the gate of their backward (g = dy where the activation passed).
 ///
-/// ReLU passes a value unless it is <= 0, so NaN passes (as torch.relu keeps NaN, and as
-/// threshold_backward lets its gradient through): relu(z) = z <= 0 ? 0 : z, and its backward
-/// over its output y = relu(z) is g = y <= 0 ? 0 : dy, the same decision as the forward's.
+/// As torch.relu: relu(z) = z < 0 ? 0 : z, so NaN and -0 pass as they are; its backward over its
+/// output y = relu(z) is threshold_backward's g = y <= 0 ? 0 : dy (NaN lets its gradient
+/// through, -0 and 0 do not), which recomputed from z is the same decision, z <= 0.
 
 /// v where `by` passed (by > 0, or NaN), else 0; on scalars.
 template <class T>
@@ -29,34 +29,41 @@ Pack<T> passed(const Pack<T>& by, const Pack<T>& v) {
 }
 #endif
 
-/// No activation: act(z) = z.
-struct Keep {
-  template <class V>
-  V operator()(const V& z) const {
-    return z;
-  }
-};
+/// The forward's activation with its kind as a per-channel constant t instead of a type, so
+/// each kernel is compiled once for both: act(z) = z < t ? 0 : z, where t = 0 is torch.relu
+/// (NaN and -0 pass as they are) and t = -inf passes every z (activation_threshold). No NaN
+/// constant: a unit built with -ffinite-math-only may assume comparisons are ordered. On scalars.
+template <class T>
+T activated(T z, T t) {
+  return z < t ? T(0) : z;
+}
+#if defined(BNORM_HAVE_PACKS)
+/// The same on packs, with t a pack (channels-last lanes) or a scalar (NCHW planes): a
+/// comparison and an and-not per register.
+template <class T>
+Pack<T> activated(const Pack<T>& z, const Pack<T>& t) {
+  const typename Pack<T>::Native zero{};
+  return per_part(z, t, [&zero](const auto& u, const auto& v) { return u < v ? zero : u; });
+}
+template <class T>
+Pack<T> activated(const Pack<T>& z, typename Scalar<T>::type t) {
+  const typename Pack<T>::Native zero{}, v = t - zero;  // t in every lane (t - 0 is t)
+  return per_part(z, v, [&zero](const auto& u, const auto& w) { return u < w ? zero : u; });
+}
+#endif
 
-/// act(z) = relu(z) = z <= 0 ? 0 : z.
-struct Relu {
-  template <class V>
-  V operator()(const V& z) const {
-    return passed(z, z);
-  }
-};
+/// The constant t of activated for an activation: 0 for ReLU, -inf for none.
+template <class T>
+T activation_threshold(Activation activation) {
+  return activation == Activation::relu ? T(0) : -std::numeric_limits<T>::infinity();
+}
 
-/// Calls f(act) with act the Keep or Relu of `e`, followed by e's residual view when it has one:
-/// f(act) or f(act, residual), so a kernel is compiled once per kind of epilogue.
+/// Calls f() or f(residual) with e's residual view when it has one, so a kernel is compiled once
+/// per kind of input list (the activation is a constant: activation_threshold).
 template <class T, class F>
-void with_epilogue(const Epilogue<T>& e, const F& f) {
-  const auto with_act = [&](const auto&... residual) {
-    if (e.activation == Activation::relu)
-      f(Relu{}, residual...);
-    else
-      f(Keep{}, residual...);
-  };
+void with_residual(const Epilogue<T>& e, const F& f) {
   if (e.residual != nullptr)
-    with_act(*e.residual);
+    f(*e.residual);
   else
-    with_act();
+    f();
 }

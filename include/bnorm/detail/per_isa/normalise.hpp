@@ -153,19 +153,31 @@ ChannelConstants<T, 3> normalise_constants(index_t c0, index_t c1, const double*
   return k;
 }
 
-/// normalise's formula on packs and scalars, with the constants of normalise_constants, and the
-/// epilogue Act (Keep or Relu) with or without a residual r.
-template <class Act>
+/// normalise_constants followed by the activation's threshold t (activation_threshold) of every
+/// channel: the constants of NormaliseFormula.
+template <class T>
+ChannelConstants<T, 4> epilogue_constants(index_t c0, index_t c1, const double* mean,
+                                          const double* scale, const double* shift,
+                                          Activation activation) {
+  ChannelConstants<T, 3> k = normalise_constants<T>(c0, c1, mean, scale, shift);
+  ChannelConstants<T, 4> e{std::move(k[0]), std::move(k[1]), std::move(k[2]), SmallBuffer<T>()};
+  e[3].resize(static_cast<std::size_t>(c1 - c0));
+  std::fill(e[3].data(), e[3].data() + (c1 - c0), activation_threshold<T>(activation));
+  return e;
+}
+
+/// normalise's formula on packs and scalars, with the constants of epilogue_constants: the
+/// activation is the constant t, so one instance serves ReLU and none.
 struct NormaliseFormula {
-  // y = act((x - hi) * a + b)
+  // y = act((x - hi) * a + b),  act(z) = z < t ? 0 : z
   template <class V, class S>
-  V operator()(const V& x, const S& hi, const S& a, const S& b) const {
-    return Act{}((x - hi) * a + b);
+  V operator()(const V& x, const S& hi, const S& a, const S& b, const S& t) const {
+    return activated((x - hi) * a + b, t);
   }
   // y = act(((x - hi) * a + b) + r)
   template <class V, class S>
-  V operator()(const V& x, const V& r, const S& hi, const S& a, const S& b) const {
-    return Act{}(((x - hi) * a + b) + r);
+  V operator()(const V& x, const V& r, const S& hi, const S& a, const S& b, const S& t) const {
+    return activated(((x - hi) * a + b) + r, t);
   }
 };
 
@@ -176,9 +188,9 @@ template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
                bool stream, const Epilogue<T>& e = {}) {
-  const ChannelConstants<T, 3> k = normalise_constants<T>(c0, c1, mean, scale, shift);
-  with_epilogue(e, [&](auto act, const auto&... r) {
-    const NormaliseFormula<decltype(act)> f;
+  const ChannelConstants<T, 4> k = epilogue_constants<T>(c0, c1, mean, scale, shift, e.activation);
+  const NormaliseFormula f;
+  with_residual(e, [&](const auto&... r) {
 #if defined(BNORM_HAVE_PACKS)
     if (map_channels(c0, c1, n0, n1, stream, y, k, f, x, r...)) return;
 #endif
@@ -197,7 +209,8 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
             [&](index_t c, auto xr, auto yr, index_t len) {
               const auto j = static_cast<std::size_t>(c - c0);
               // y = act((x - hi) * a + b)
-              put_row(yr, len, [&](index_t i) { return f(xr[i], k[0][j], k[1][j], k[2][j]); });
+              put_row(yr, len,
+                      [&](index_t i) { return f(xr[i], k[0][j], k[1][j], k[2][j], k[3][j]); });
             },
             x, y);
       } else {
@@ -206,8 +219,9 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
             [&](index_t c, auto xr, auto rr, auto yr, index_t len) {
               const auto j = static_cast<std::size_t>(c - c0);
               // y = act(((x - hi) * a + b) + r)
-              put_row(yr, len,
-                      [&](index_t i) { return f(xr[i], rr[i], k[0][j], k[1][j], k[2][j]); });
+              put_row(yr, len, [&](index_t i) {
+                return f(xr[i], rr[i], k[0][j], k[1][j], k[2][j], k[3][j]);
+              });
             },
             x, r..., y);
       }
@@ -244,15 +258,10 @@ void moments_and_normalise(const NCHWView<const T>& x, const NCHWView<T>& y, ind
 #if defined(BNORM_HAVE_PACKS)
   const Planes<const T> planes(x);
   std::vector<ShiftedSums> acc = shifted_start(planes, r0, r0 + width, n0);
-  const ChannelConstants<T, 3> k = normalise_constants<T>(m0, m0 + width, mean, scale, shift);
-  const auto sweep = [&](auto act) {
-    reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
-                          plane_value(m0, k, NormaliseFormula<decltype(act)>{}), planes);
-  };
-  if (activation == Activation::relu)
-    sweep(Relu{});
-  else
-    sweep(Keep{});
+  const ChannelConstants<T, 4> k =
+      epilogue_constants<T>(m0, m0 + width, mean, scale, shift, activation);
+  reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
+                        plane_value(m0, k, NormaliseFormula{}), planes);
   shifted_finish(x, r0, r0 + width, n0, n1, acc, out);
 #else  // unreachable: sweeps_fuse is false without packs
   chunk_moments(x, r0, r0 + width, n0, n1, out);
