@@ -8,7 +8,9 @@
 /// one this CPU (CPUID) and its operating system (XGETBV) run is chosen, unless the environment
 /// variable BNORM_ISA names one. Other compilers and targets compile the portable kernels alone
 /// ("sse2" on x86-64, "generic" elsewhere). Results are bitwise identical whichever runs
-/// (docs/numerics.md): the choice changes speed only.
+/// (docs/numerics.md): the choice changes speed only. A unit built with BNORM_MAX_ISA=sse2 or
+/// avx2 compiles the sets up to that one, and runs the widest it has where the program's choice
+/// is wider (the choice, which isa() names, is the program's).
 #pragma once
 
 #include <string_view>

@@ -99,6 +99,24 @@
 #define BNORM_DETAIL_STRICT_END
 #endif
 
+/// BNORM_MAX_ISA=sse2 or avx2 (a token, -DBNORM_MAX_ISA=avx2) leaves the wider kernel sets out of
+/// the unit: a third (avx2) or two thirds (sse2) less compile time, for programs that never run
+/// on such CPUs. Where the program chose a wider set (isa.hpp), the unit runs the widest it has:
+/// the same bits, more time. Unset: every set (avx512).
+#define BNORM_DETAIL_ISA_LEVEL_sse2 1  // (an unknown token is 0 in #if: the #error below)
+#define BNORM_DETAIL_ISA_LEVEL_avx2 2
+#define BNORM_DETAIL_ISA_LEVEL_avx512 3
+#define BNORM_DETAIL_CAT2(a, b) a##b
+#define BNORM_DETAIL_CAT(a, b) BNORM_DETAIL_CAT2(a, b)
+#if defined(BNORM_MAX_ISA)
+#define BNORM_DETAIL_MAX_ISA BNORM_DETAIL_CAT(BNORM_DETAIL_ISA_LEVEL_, BNORM_MAX_ISA)
+#if !(BNORM_DETAIL_MAX_ISA >= 1 && BNORM_DETAIL_MAX_ISA <= 3)
+#error "bnorm: BNORM_MAX_ISA must be sse2, avx2 or avx512 (e.g. -DBNORM_MAX_ISA=avx2)"
+#endif
+#else
+#define BNORM_DETAIL_MAX_ISA 3
+#endif
+
 // The ISA features of each set beyond the baseline (cpu_features.hpp checks the same).
 #define BNORM_DETAIL_AVX2_FEATURES "avx2,fma,f16c,bmi,bmi2,lzcnt,movbe,popcnt"
 #define BNORM_DETAIL_AVX512_FEATURES \
@@ -188,7 +206,7 @@ namespace baseline {
 BNORM_DETAIL_STRICT_END
 #undef BNORM_KERNEL_ISA
 
-#if defined(BNORM_DETAIL_X86_DISPATCH)
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
 #define BNORM_KERNEL_ISA BNORM_ISA_AVX2
 BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX2_FEATURES)
 BNORM_DETAIL_STRICT_BEGIN
@@ -198,7 +216,9 @@ namespace avx2 {
 BNORM_DETAIL_STRICT_END
 BNORM_DETAIL_TARGET_END
 #undef BNORM_KERNEL_ISA
+#endif
 
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
 #define BNORM_KERNEL_ISA BNORM_ISA_AVX512
 BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX512_FEATURES)
 BNORM_DETAIL_STRICT_BEGIN
@@ -212,19 +232,22 @@ BNORM_DETAIL_TARGET_END
 
 #endif  // BNORM_DETAIL_HAS_KERNELS
 
-/// Of one table per kernel set (baseline, then the wider ones in Isa order), the table of the
-/// set in use. Throws bnorm::invalid_argument for a bad BNORM_ISA or BNORM_LAST_LEVEL (callers
-/// call it after their checks and before writing anything; the plans read the latter later).
+/// Of one table per kernel set of this unit (baseline, then the wider ones in Isa order), the
+/// table of the set in use, or of the widest the unit has below it (BNORM_MAX_ISA). Throws
+/// bnorm::invalid_argument for a bad BNORM_ISA or BNORM_LAST_LEVEL (callers call it after their
+/// checks and before writing anything; the plans read the latter later).
 template <class Table, class... Wider>
 const Table& in_use(const Table& baseline_table, const Wider&... wider) {
   (void)last_level_setting();
   const Table* tables[] = {&baseline_table, &wider...};
-  return *tables[static_cast<int>(selected_isa())];
+  return *tables[std::min(static_cast<int>(selected_isa()), static_cast<int>(sizeof...(wider)))];
 }
 
 #if defined(BNORM_DETAIL_HAS_KERNELS)
-#if defined(BNORM_DETAIL_X86_DISPATCH)
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
 #define BNORM_DETAIL_TABLES(name) baseline::name, avx2::name, avx512::name
+#elif defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+#define BNORM_DETAIL_TABLES(name) baseline::name, avx2::name
 #else
 #define BNORM_DETAIL_TABLES(name) baseline::name
 #endif
