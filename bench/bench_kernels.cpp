@@ -46,29 +46,32 @@ namespace on_sse2 {
 namespace detail = bnorm::detail::baseline;
 #include "kernel_halves.inc"
 }  // namespace on_sse2
-#if defined(BNORM_DETAIL_X86_DISPATCH)
+// The sets this unit compiled (all, unless BNORM_MAX_ISA leaves some out: dispatch.hpp).
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
 namespace on_avx2 {
 namespace detail = bnorm::detail::avx2;
 #include "kernel_halves.inc"
 }  // namespace on_avx2
+#endif
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
 namespace on_avx512 {
 namespace detail = bnorm::detail::avx512;
 #include "kernel_halves.inc"
 }  // namespace on_avx512
 #endif
 
-// The half with the kernels of the instruction set in use (bnorm::isa()).
+// The half with the kernels of the instruction set in use (bnorm::isa()), or of the widest
+// this unit has below it.
 void run_half(benchmark::State& state, const Shape& s, Half half, Layout layout) {
-  switch (bnorm::detail::selected_isa()) {
-#if defined(BNORM_DETAIL_X86_DISPATCH)
-    case bnorm::detail::Isa::avx512:
-      return on_avx512::run_half_with(state, s, half, layout);
-    case bnorm::detail::Isa::avx2:
-      return on_avx2::run_half_with(state, s, half, layout);
+  const auto isa = bnorm::detail::selected_isa();
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
+  if (isa == bnorm::detail::Isa::avx512) return on_avx512::run_half_with(state, s, half, layout);
 #endif
-    default:
-      return on_sse2::run_half_with(state, s, half, layout);
-  }
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+  if (isa != bnorm::detail::Isa::baseline) return on_avx2::run_half_with(state, s, half, layout);
+#endif
+  (void)isa;
+  return on_sse2::run_half_with(state, s, half, layout);
 }
 
 }  // namespace
