@@ -29,22 +29,16 @@ Pack<T> passed(const Pack<T>& by, const Pack<T>& v) {
 }
 #endif
 
-/// The forward's activation with its kind as a per-channel constant t instead of a type, so
-/// each kernel is compiled once for both: act(z) = z < t ? 0 : z, where t = 0 is torch.relu
-/// (NaN and -0 pass as they are) and t = -inf passes every z (activation_threshold). No NaN
-/// constant: a unit built with -ffinite-math-only may assume comparisons are ordered. On scalars.
+/// The forward's activation with its kind as a constant t instead of a type, so each kernel is
+/// compiled once for both: act(z) = z < t ? 0 : z, where t = 0 is torch.relu (NaN and -0 pass
+/// as they are) and t = -inf passes every z (activation_threshold). No NaN constant: a unit
+/// built with -ffinite-math-only may assume comparisons are ordered. On scalars.
 template <class T>
 T activated(T z, T t) {
   return z < t ? T(0) : z;
 }
 #if defined(BNORM_HAVE_PACKS)
-/// The same on packs, with t a pack (channels-last lanes) or a scalar (NCHW planes): a
-/// comparison and an and-not per register.
-template <class T>
-Pack<T> activated(const Pack<T>& z, const Pack<T>& t) {
-  const typename Pack<T>::Native zero{};
-  return per_part(z, t, [&zero](const auto& u, const auto& v) { return u < v ? zero : u; });
-}
+/// The same on packs, t in every lane: a comparison and an and-not per register.
 template <class T>
 Pack<T> activated(const Pack<T>& z, typename Scalar<T>::type t) {
   const typename Pack<T>::Native zero{}, v = t - zero;  // t in every lane (t - 0 is t)

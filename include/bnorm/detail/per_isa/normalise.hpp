@@ -55,7 +55,7 @@ void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out
   for (std::size_t j = 0; j != K; ++j) lanes[j] = il.spread<T>(k[j].data());
   map_pixels(
       0, il.period, n0, n1, stream, il.pseudo(out),
-      [kp = bases(lanes), &f](index_t cg) {
+      [kp = bases(lanes), f](index_t cg) {
         std::array<Pack<T>, K> kc;
         for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(kp[j] + cg);
         return with_constants(f, kc);
@@ -90,10 +90,10 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
     if constexpr (std::is_same_v<T, float>) {
       if (plane_groups_apply(c0, c1, stream, Planes<T>(out), Planes<const T>(in)...)) {
         // A group's constants, lane j for channel cg + j; each pack permutes them to its lanes.
-        const auto group = [c0, kp = bases(k), &f](index_t cg) {
+        const auto group = [c0, kp = bases(k), f](index_t cg) {
           std::array<Pack<float>, K> kg;
           for (std::size_t j = 0; j != K; ++j) kg[j] = load_pack(kp[j] + (cg - c0));
-          return [kg, &f](const PackPlanes& planes, const auto&... v) {
+          return [kg, f](const PackPlanes& planes, const auto&... v) {
             const __m512i lanes = _mm512_load_si512(planes.lane);
             std::array<Pack<float>, K> kc;
             for (std::size_t j = 0; j != K; ++j) {
@@ -122,7 +122,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
   if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {
     map_pixels(
         c0, c1, n0, n1, stream, out,
-        [c0, kp = bases(k), &f](index_t cg) {
+        [c0, kp = bases(k), f](index_t cg) {
           std::array<Pack<T>, K> kc;
           for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(kp[j] + (cg - c0));
           return with_constants(f, kc);
@@ -153,33 +153,27 @@ ChannelConstants<T, 3> normalise_constants(index_t c0, index_t c1, const double*
   return k;
 }
 
-/// normalise_constants followed by the activation's threshold t (activation_threshold) of every
-/// channel: the constants of NormaliseFormula.
+/// normalise's formula on packs and scalars, with the constants of normalise_constants and
+/// the activation's threshold t (activation_threshold), the same for every channel: so one
+/// instance serves ReLU and none, and t stays in a register, not a fourth per-channel load.
 template <class T>
-ChannelConstants<T, 4> epilogue_constants(index_t c0, index_t c1, const double* mean,
-                                          const double* scale, const double* shift,
-                                          Activation activation) {
-  ChannelConstants<T, 3> k = normalise_constants<T>(c0, c1, mean, scale, shift);
-  ChannelConstants<T, 4> e{std::move(k[0]), std::move(k[1]), std::move(k[2]), SmallBuffer<T>()};
-  e[3].resize(static_cast<std::size_t>(c1 - c0));
-  std::fill(e[3].data(), e[3].data() + (c1 - c0), activation_threshold<T>(activation));
-  return e;
-}
-
-/// normalise's formula on packs and scalars, with the constants of epilogue_constants: the
-/// activation is the constant t, so one instance serves ReLU and none.
 struct NormaliseFormula {
+  T t;
   // y = act((x - hi) * a + b),  act(z) = z < t ? 0 : z
   template <class V, class S>
-  V operator()(const V& x, const S& hi, const S& a, const S& b, const S& t) const {
+  V operator()(const V& x, const S& hi, const S& a, const S& b) const {
     return activated((x - hi) * a + b, t);
   }
   // y = act(((x - hi) * a + b) + r)
   template <class V, class S>
-  V operator()(const V& x, const V& r, const S& hi, const S& a, const S& b, const S& t) const {
+  V operator()(const V& x, const V& r, const S& hi, const S& a, const S& b) const {
     return activated(((x - hi) * a + b) + r, t);
   }
 };
+template <class T>
+NormaliseFormula<T> normalise_formula(Activation activation) {
+  return {activation_threshold<T>(activation)};
+}
 
 /// y = act(((x - hi) - lo) * scale + shift (+ r)) on channels [c0, c1), images [n0, n1), with
 /// the activation and residual r of `e`; every path computes the value with the same formula
@@ -188,8 +182,8 @@ template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
                bool stream, const Epilogue<T>& e = {}) {
-  const ChannelConstants<T, 4> k = epilogue_constants<T>(c0, c1, mean, scale, shift, e.activation);
-  const NormaliseFormula f;
+  const ChannelConstants<T, 3> k = normalise_constants<T>(c0, c1, mean, scale, shift);
+  const NormaliseFormula<T> f = normalise_formula<T>(e.activation);
   with_residual(e, [&](const auto&... r) {
 #if defined(BNORM_HAVE_PACKS)
     if (map_channels(c0, c1, n0, n1, stream, y, k, f, x, r...)) return;
@@ -209,8 +203,7 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
             [&](index_t c, auto xr, auto yr, index_t len) {
               const auto j = static_cast<std::size_t>(c - c0);
               // y = act((x - hi) * a + b)
-              put_row(yr, len,
-                      [&](index_t i) { return f(xr[i], k[0][j], k[1][j], k[2][j], k[3][j]); });
+              put_row(yr, len, [&](index_t i) { return f(xr[i], k[0][j], k[1][j], k[2][j]); });
             },
             x, y);
       } else {
@@ -219,9 +212,8 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
             [&](index_t c, auto xr, auto rr, auto yr, index_t len) {
               const auto j = static_cast<std::size_t>(c - c0);
               // y = act(((x - hi) * a + b) + r)
-              put_row(yr, len, [&](index_t i) {
-                return f(xr[i], rr[i], k[0][j], k[1][j], k[2][j], k[3][j]);
-              });
+              put_row(yr, len,
+                      [&](index_t i) { return f(xr[i], rr[i], k[0][j], k[1][j], k[2][j]); });
             },
             x, r..., y);
       }
@@ -258,10 +250,9 @@ void moments_and_normalise(const NCHWView<const T>& x, const NCHWView<T>& y, ind
 #if defined(BNORM_HAVE_PACKS)
   const Planes<const T> planes(x);
   std::vector<ShiftedSums> acc = shifted_start(planes, r0, r0 + width, n0);
-  const ChannelConstants<T, 4> k =
-      epilogue_constants<T>(m0, m0 + width, mean, scale, shift, activation);
+  const ChannelConstants<T, 3> k = normalise_constants<T>(m0, m0 + width, mean, scale, shift);
   reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
-                        plane_value(m0, k, NormaliseFormula{}), planes);
+                        plane_value(m0, k, normalise_formula<T>(activation)), planes);
   shifted_finish(x, r0, r0 + width, n0, n1, acc, out);
 #else  // unreachable: sweeps_fuse is false without packs
   chunk_moments(x, r0, r0 + width, n0, n1, out);
