@@ -47,13 +47,13 @@ namespace detail = bnorm::detail::baseline;
 #include "kernel_halves.inc"
 }  // namespace on_sse2
 // The sets this unit compiled (all, unless BNORM_MAX_ISA leaves some out: dispatch.hpp).
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+#if BNORM_DETAIL_HAS_AVX2_SET
 namespace on_avx2 {
 namespace detail = bnorm::detail::avx2;
 #include "kernel_halves.inc"
 }  // namespace on_avx2
 #endif
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
+#if BNORM_DETAIL_HAS_AVX512_SET
 namespace on_avx512 {
 namespace detail = bnorm::detail::avx512;
 #include "kernel_halves.inc"
@@ -64,10 +64,10 @@ namespace detail = bnorm::detail::avx512;
 // this unit has below it.
 void run_half(benchmark::State& state, const Shape& s, Half half, Layout layout) {
   const auto isa = bnorm::detail::selected_isa();
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
+#if BNORM_DETAIL_HAS_AVX512_SET
   if (isa == bnorm::detail::Isa::avx512) return on_avx512::run_half_with(state, s, half, layout);
 #endif
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+#if BNORM_DETAIL_HAS_AVX2_SET
   if (isa != bnorm::detail::Isa::baseline) return on_avx2::run_half_with(state, s, half, layout);
 #endif
   (void)isa;

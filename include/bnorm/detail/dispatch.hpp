@@ -116,6 +116,17 @@
 #else
 #define BNORM_DETAIL_MAX_ISA 3
 #endif
+// The wider sets this unit compiles: 1 or 0, for #if.
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+#define BNORM_DETAIL_HAS_AVX2_SET 1
+#else
+#define BNORM_DETAIL_HAS_AVX2_SET 0
+#endif
+#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
+#define BNORM_DETAIL_HAS_AVX512_SET 1
+#else
+#define BNORM_DETAIL_HAS_AVX512_SET 0
+#endif
 
 // The ISA features of each set beyond the baseline (cpu_features.hpp checks the same).
 #define BNORM_DETAIL_AVX2_FEATURES "avx2,fma,f16c,bmi,bmi2,lzcnt,movbe,popcnt"
@@ -206,7 +217,7 @@ namespace baseline {
 BNORM_DETAIL_STRICT_END
 #undef BNORM_KERNEL_ISA
 
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+#if BNORM_DETAIL_HAS_AVX2_SET
 #define BNORM_KERNEL_ISA BNORM_ISA_AVX2
 BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX2_FEATURES)
 BNORM_DETAIL_STRICT_BEGIN
@@ -218,7 +229,7 @@ BNORM_DETAIL_TARGET_END
 #undef BNORM_KERNEL_ISA
 #endif
 
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
+#if BNORM_DETAIL_HAS_AVX512_SET
 #define BNORM_KERNEL_ISA BNORM_ISA_AVX512
 BNORM_DETAIL_TARGET_BEGIN(BNORM_DETAIL_AVX512_FEATURES)
 BNORM_DETAIL_STRICT_BEGIN
@@ -244,9 +255,9 @@ const Table& in_use(const Table& baseline_table, const Wider&... wider) {
 }
 
 #if defined(BNORM_DETAIL_HAS_KERNELS)
-#if defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 3
+#if BNORM_DETAIL_HAS_AVX512_SET
 #define BNORM_DETAIL_TABLES(name) baseline::name, avx2::name, avx512::name
-#elif defined(BNORM_DETAIL_X86_DISPATCH) && BNORM_DETAIL_MAX_ISA >= 2
+#elif BNORM_DETAIL_HAS_AVX2_SET
 #define BNORM_DETAIL_TABLES(name) baseline::name, avx2::name
 #else
 #define BNORM_DETAIL_TABLES(name) baseline::name
