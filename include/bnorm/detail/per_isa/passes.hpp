@@ -126,7 +126,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     // Fewer blocks than threads, or channels-last: the statistics of all channels, then the
     // normalisation spread over images (same arithmetic as the blocks for NCHW).
     channel_moments(x, plan, moments.data());
-    for (index_t c = 0; c < channels; ++c) finish(c);
+    for_each_channel(plan, finish);
     for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
       normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream, e);
     });
