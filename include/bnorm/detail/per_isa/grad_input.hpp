@@ -102,14 +102,15 @@ void grad_sums_and_input(const NCHWView<const T>& x, const NCHWView<const T>& dy
                          const double* k, const double* shift, const double* kc, bool stream,
                          const Gate& gate = {}) {
 #if defined(BNORM_HAVE_PACKS)
-  with_grad_sums<T>(gate, [&](auto* type) {
-    using Acc = std::remove_pointer_t<decltype(type)>;
+  with_grad_input_constants<T>(m0, m0 + width, mean, k, shift, kc, gate, [&](const auto& t) {
+    // the gated accumulator with the gate's constants (6), the plain one without (4): two
+    // instances, not one for each pairing of the two choices
+    using Acc = std::conditional_t<std::tuple_size_v<std::decay_t<decltype(t)>> == 6,
+                                   GatedGradSums<T>, GradSums>;
     std::vector<Acc> acc = plane_grad_sums_start<Acc, T>(r0, r0 + width, mean, gate);
-    with_grad_input_constants<T>(m0, m0 + width, mean, k, shift, kc, gate, [&](const auto& t) {
-      reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(dx),
-                            plane_value(m0, t, GradInputFormula{}), Planes<const T>(x),
-                            Planes<const T>(dy));
-    });
+    reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(dx),
+                          plane_value(m0, t, GradInputFormula{}), Planes<const T>(x),
+                          Planes<const T>(dy));
     grad_sums_finish(acc, sum_dy, sum_dy_xmu);
   });
 #else  // unreachable: sweeps_fuse is false without packs

@@ -43,6 +43,18 @@ auto plane_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
   };
 }
 
+/// value(cg) of the pixel walks: f with the constants of the 16 channels from cg as packs,
+/// lane i from k[j][cg + i - c0]. The channels-last and the interleaved walks both take it, so
+/// they share one compiled map_pixels per formula.
+template <class T, std::size_t K, class F>
+auto pack_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
+  return [c0, kp = bases(k), f](index_t cg) {
+    std::array<Pack<T>, K> kc;
+    for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(kp[j] + (cg - c0));
+    return with_constants(f, kc);
+  };
+}
+
 /// out = f(in..., k...) over images [n0, n1) of interleaved views, with the constants k[j][c]
 /// of each channel: the whole periods as packs of pseudo-channels (map_pixels), then the last
 /// values one by one. With `stream` and line-aligned periods, the packs go out non-temporally.
@@ -53,14 +65,8 @@ void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out
   const Interleave il(out);
   ChannelConstants<T, K> lanes;
   for (std::size_t j = 0; j != K; ++j) lanes[j] = il.spread<T>(k[j].data());
-  map_pixels(
-      0, il.period, n0, n1, stream, il.pseudo(out),
-      [kp = bases(lanes), f](index_t cg) {
-        std::array<Pack<T>, K> kc;
-        for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(kp[j] + cg);
-        return with_constants(f, kc);
-      },
-      il.pseudo(in)...);
+  map_pixels(0, il.period, n0, n1, stream, il.pseudo(out), pack_value(0, lanes, f),
+             il.pseudo(in)...);
   // the last values of each image: o = f(src..., k of channel c)
   for_each_tail_value(
       il, n0, n1,
@@ -120,14 +126,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
     return true;
   }
   if (c1 - c0 >= kPackLanes && pixels_contiguous(out, in...)) {
-    map_pixels(
-        c0, c1, n0, n1, stream, out,
-        [c0, kp = bases(k), f](index_t cg) {
-          std::array<Pack<T>, K> kc;
-          for (std::size_t j = 0; j != K; ++j) kc[j] = load_pack(kp[j] + (cg - c0));
-          return with_constants(f, kc);
-        },
-        in...);
+    map_pixels(c0, c1, n0, n1, stream, out, pack_value(c0, k, f), in...);
     return true;
   }
   return false;
