@@ -5,7 +5,7 @@
 /// function of bnorm::fused (and of bnorm::staged unless BNORM_NO_STAGED), where KIND is
 /// `template` (a definition: <bnorm/instantiate.hpp>) or `extern template` (a declaration:
 /// <bnorm/bnorm.hpp> with BNORM_EXTERN_TEMPLATES). Keep it in step with fused.hpp, activation.hpp
-/// and staged.hpp: a signature that no longer matches fails to compile in tests/instances.cpp.
+/// and staged.hpp: a signature that no longer matches fails to compile in tests/instances_*.cpp.
 #pragma once
 
 #include <Eigen/Core>
