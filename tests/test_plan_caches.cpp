@@ -50,13 +50,14 @@ const CacheSizes kHere = bnorm::detail::read_cache_sizes();
 
 // Caches of other machines: a small one (everything streams, long channels pipelined, small
 // blocks), this one's as probed, this one's with a last level taken as no faster than memory
-// and as a cache, and a huge one (nothing streams). The first is the one the others are
-// compared with.
+// and as a cache, a small cache (whole-line outputs stream from 768 KiB of traffic), and a huge
+// one (nothing streams). The first is the one the others are compared with.
 const CacheSizes kMachines[] = {
     {kHere.l2, kHere.last_level, LastLevel::unknown},
     {std::size_t{16} << 10, std::size_t{64} << 10, LastLevel::fast},
     {kHere.l2, kHere.last_level, LastLevel::slow},
     {kHere.l2, kHere.last_level, LastLevel::fast},
+    {std::size_t{16} << 10, std::size_t{1} << 20, LastLevel::fast},
     {std::size_t{1} << 30, std::size_t{1} << 31, LastLevel::fast},
 };
 
@@ -69,7 +70,7 @@ TEST(CacheSizes, ChangeThePlans) {
     std::vector<float> x(static_cast<std::size_t>(count(s)));
     const bnorm::NCHWView<const float> v(x.data(), s[0], s[1], s[2], s[3]);
     std::vector<bnorm::detail::baseline::Plan> plans;
-    for (const CacheSizes& m : {kMachines[1], kMachines[4]}) {
+    for (const CacheSizes& m : {kMachines[1], kMachines[5]}) {
       const CacheSizesScope scope(m);
       plans.emplace_back(v, sizeof(float));
     }
@@ -98,6 +99,36 @@ TEST(CacheSizes, ALastLevelNoFasterThanMemoryChangesThePlans) {
   EXPECT_TRUE(slow.stream);
   EXPECT_FALSE(fast.stream);
   EXPECT_LT(slow.block, fast.block);
+}
+
+// A last level that is a cache: from three quarters of it (and below all of it), outputs the
+// kernels store in whole cache lines stream, the others do not. Forward traffic here: 2.5 MiB
+// against a 3 MiB last level.
+TEST(CacheSizes, WholeLinesStreamFromThreeQuartersOfTheLastLevel) {
+  struct alignas(64) Line {
+    float v[16];
+  };
+  const std::vector<Line> memory(327680 / 16);
+  const float* data = memory.front().v;
+  const bnorm::NCHWView<const float> planes(data, 4, 20, 64, 64),  // planes of 256 lines
+      short_planes(data, 4, 1671, 7, 7),  // 49 values: through the L1 buffer
+      pixels = bnorm::NCHWView<const float>::channels_last(data, 4, 64, 32, 40),
+      odd_pixels = bnorm::NCHWView<const float>::channels_last(data, 4, 40, 32, 64);
+  const auto plan = [](const bnorm::NCHWView<const float>& v) {
+    const CacheSizesScope scope({std::size_t{16} << 10, std::size_t{3} << 20, LastLevel::fast});
+    return bnorm::detail::baseline::Plan(v, sizeof(float));
+  };
+  for (const auto& v : {planes, short_planes, pixels, odd_pixels}) {
+    EXPECT_FALSE(plan(v).stream);
+    EXPECT_TRUE(plan(v).stream_lines);
+  }
+  EXPECT_TRUE(plan(planes).stream_to(planes));
+  EXPECT_TRUE(plan(pixels).stream_to(pixels));
+  EXPECT_FALSE(plan(short_planes).stream_to(short_planes));
+  EXPECT_FALSE(plan(odd_pixels).stream_to(odd_pixels));
+  // below three quarters, nothing streams
+  const bnorm::NCHWView<const float> less(data, 4, 16, 64, 64);
+  EXPECT_FALSE(plan(less).stream_lines || plan(less).stream_to(less));
 }
 
 // BNORM_LAST_LEVEL in place of the probe: "cache" and "memory", unset or empty to probe, and a

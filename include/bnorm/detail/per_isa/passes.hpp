@@ -98,7 +98,8 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     // Each block's statistics chunk by chunk, then its normalisation while x is in cache;
     // long channels of large tensors pipelined (sweep_blocks).
     const auto normalise_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream, e);
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y),
+                e);
     };
     const auto merge = [&](index_t c0, const SmallBuffer<Moments>& part) {
       for (std::size_t j = 0; j < part.size(); ++j)
@@ -119,7 +120,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
         [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
           SmallBuffer<Moments> part(static_cast<std::size_t>(width));
           moments_and_normalise(x, y, r0, m0, width, n0, n1, part.data(), s.mean.data(), k.a.data(),
-                                k.b.data(), plan.stream, e.activation);
+                                k.b.data(), plan.stream_to(y), e.activation);
           merge(r0, part);
         });
   } else {
@@ -128,7 +129,8 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     channel_moments(x, plan, moments.data());
     for_each_channel(plan, finish);
     for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream, e);
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y),
+                e);
     });
   }
   return s;
@@ -150,7 +152,7 @@ BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x,
     k.c[c] = bias_at(bias, c);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream, e);
+    normalise(x, y, c0, c1, n0, n1, k.a.data(), k.b.data(), k.c.data(), plan.stream_to(y), e);
   });
 }
 
@@ -183,7 +185,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
     // channels of large tensors pipelined (sweep_blocks).
     const auto grad_input_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
       grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
-                 plan.stream, gate);
+                 plan.stream_to(dx), gate);
     };
     // a chunk's sums, added to the block's (k.a and k.b start at 0)
     const auto add = [&](index_t c0, const SmallBuffer<double>& part) {
@@ -208,8 +210,8 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
         [&](index_t r0, index_t m0, index_t width, index_t n0, index_t n1) {
           SmallBuffer<double> part(static_cast<std::size_t>(2 * width));
           grad_sums_and_input(x, dy, dx, r0, m0, width, n0, n1, part.data(), part.data() + width,
-                              stats.mean.data(), k.a.data(), k.c.data(), k.d.data(), plan.stream,
-                              gate);
+                              stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
+                              plan.stream_to(dx), gate);
           add(r0, part);
         });
   } else {
@@ -217,7 +219,7 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
     for (index_t c = 0; c < channels; ++c) finish(c);
     for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
       grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.c.data(), k.d.data(),
-                 plan.stream, gate);
+                 plan.stream_to(dx), gate);
     });
   }
   if (affine)
@@ -257,7 +259,7 @@ BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T
     gradients_of_parameters(channels, sum_dy.data(), sum_dy_xmu.data(), k.b.data(), dweight, dbias);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    scale_rows(x, dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream, k.a.data(), gate);
+    scale_rows(x, dy, dx, c0, c1, n0, n1, k.c.data(), plan.stream_to(dx), k.a.data(), gate);
   });
 }
 
@@ -267,6 +269,6 @@ BNORM_DETAIL_ENTRY void relu_gate(NCHWView<const T> y, NCHWView<const T> dy, NCH
   if (y.size() == 0) return;
   const Plan plan(y, sizeof(T));
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    relu_gate_rows(y, dy, g, c0, c1, n0, n1, plan.stream);
+    relu_gate_rows(y, dy, g, c0, c1, n0, n1, plan.stream_to(g));
   });
 }

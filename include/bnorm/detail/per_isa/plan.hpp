@@ -35,6 +35,7 @@ struct Plan {
   index_t images_per_item = 1;               // channels-last reductions: images per item
   index_t threads = 1;                       // threads to use: 1 for tiny tensors
   bool stream = false;                       // non-temporal output stores
+  bool stream_lines = false;                 // the same for outputs of whole lines (stream_to)
   bool pipelined = false;                    // long channels: see sweep_blocks
 
   /// Channels over several chunks are swept pipelined when the tensor streams and they hold
@@ -83,6 +84,14 @@ struct Plan {
     // level, or the L2s where it serves no better than memory (there, regular stores took
     // 1.5-1.9x the time of non-temporal ones from 4 MB of traffic up).
     stream = traffic >= (last_fast ? caches.last_level : l2s);
+    // Outputs that are whole cache lines stream from three quarters of a last level that is a
+    // cache. There the floors' two kinds of store tied on an AMD EPYC Zen 4 (26 MB of traffic,
+    // 32 MiB L3), and on a Zen 3 under KVM, whose L3 other machines share, non-temporal ones won
+    // (2 threads, min of 7 alternating runs, 25.7 MB: 32x128x28x28 training forward 1.03 -> 0.74
+    // ms, channels-last 32x2048x7x7 inference 0.76 -> 0.49). Outputs
+    // through stream.hpp's L1 buffer keep regular stores up to the last level's size: the buffer
+    // cost more than streaming saved there (NCHW 32x2048x7x7 inference 0.74 -> 1.09 ms).
+    stream_lines = stream || (last_fast && traffic >= caches.last_level / 4 * 3);
     // Pipelined sweeps pay only for long channels (one channel a block, over several chunks),
     // which the map would read from L3 anyway. Paired with the floor, 2 threads, medians of 5
     // alternating rounds, unpipelined -> pipelined: 32x64x112x112 (1.6 MB channels) training
@@ -112,6 +121,21 @@ struct Plan {
   /// against 2.46 ms.
   bool blocks_fill_threads() const {
     return blocks >= threads && (blocks % threads == 0 || blocks >= 4 * threads);
+  }
+
+  /// Whether a pass writes `out` with non-temporal stores: `stream`, or `stream_lines` where the
+  /// kernels store out in whole cache lines (line-aligned NCHW planes of whole packs, or
+  /// channels-last pixels whose groups of 16 channels are whole lines).
+  template <class T>
+  bool stream_to(const NCHWView<T>& out) const {
+#if defined(BNORM_HAVE_PACKS)
+    if (stream || !stream_lines) return stream;
+    if (planes_contiguous(out)) return lines_aligned(Planes<T>(out));
+    return pixels_contiguous(out) && pixel_lines_aligned(out, 0, out.c());
+#else
+    (void)out;
+    return stream;
+#endif
   }
 };
 

@@ -54,7 +54,8 @@ BNORM_DETAIL_ENTRY void normalize(NCHWView<const T> x, const fused::BatchStatist
     k.b[c] = bias_at(bias, c);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    normalise(x, y, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(), plan.stream);
+    normalise(x, y, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(),
+              plan.stream_to(y));
   });
 }
 
@@ -82,7 +83,7 @@ BNORM_DETAIL_ENTRY void backward_input(NCHWView<const T> x, NCHWView<const T> dy
                        stats.count, k.a[c], k.b[c], k.c[c]);
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
     grad_input(x, dy, dx, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(), k.c.data(),
-               plan.stream);
+               plan.stream_to(dx));
   });
 }
 
