@@ -98,8 +98,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     // Each block's statistics chunk by chunk, then its normalisation while x is in cache;
     // long channels of large tensors pipelined (sweep_blocks).
     const auto normalise_block = [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y),
-                e);
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y), e);
     };
     const auto merge = [&](index_t c0, const SmallBuffer<Moments>& part) {
       for (std::size_t j = 0; j < part.size(); ++j)
@@ -129,8 +128,7 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
     channel_moments(x, plan, moments.data());
     for_each_channel(plan, finish);
     for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y),
-                e);
+      normalise(x, y, c0, c1, n0, n1, s.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y), e);
     });
   }
   return s;

@@ -54,8 +54,7 @@ BNORM_DETAIL_ENTRY void normalize(NCHWView<const T> x, const fused::BatchStatist
     k.b[c] = bias_at(bias, c);
   }
   for_each_elementwise_piece(plan, [&](index_t c0, index_t c1, index_t n0, index_t n1) {
-    normalise(x, y, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(),
-              plan.stream_to(y));
+    normalise(x, y, c0, c1, n0, n1, stats.mean.data(), k.a.data(), k.b.data(), plan.stream_to(y));
   });
 }
 
