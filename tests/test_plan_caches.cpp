@@ -61,9 +61,11 @@ const CacheSizes kMachines[] = {
     {std::size_t{1} << 30, std::size_t{1} << 31, LastLevel::fast},
 };
 
-// Shapes whose plans differ between those machines: long channels over two chunks, and short
-// channels in blocks (past this machine's L2s in backward).
-const Shape kShapes[] = {{32, 8, 56, 56}, {8, 64, 7, 7}, {4, 3, 30, 30}, {32, 64, 14, 14}};
+// Shapes whose plans differ between those machines: long channels over two chunks, short
+// channels in blocks (past this machine's L2s in backward), and planes of a pack and a pack and
+// a value (streamed where a pack spans two planes: map_plane_lines).
+const Shape kShapes[] = {{32, 8, 56, 56},  {8, 64, 7, 7},   {4, 3, 30, 30},
+                         {32, 64, 14, 14}, {16, 150, 4, 4}, {20, 120, 1, 17}};
 
 TEST(CacheSizes, ChangeThePlans) {
   for (const Shape& s : kShapes) {
@@ -108,26 +110,31 @@ TEST(CacheSizes, WholeLinesStreamFromThreeQuartersOfTheLastLevel) {
   struct alignas(64) Line {
     float v[16];
   };
-  const std::vector<Line> memory(327680 / 16);
+  const std::vector<Line> memory(393216 / 16);
   const float* data = memory.front().v;
-  const bnorm::NCHWView<const float> planes(data, 4, 20, 64, 64),  // planes of 256 lines
-      short_planes(data, 4, 1671, 7, 7),  // 49 values: through the L1 buffer
-      pixels = bnorm::NCHWView<const float>::channels_last(data, 4, 64, 32, 40),
-      odd_pixels = bnorm::NCHWView<const float>::channels_last(data, 4, 40, 32, 64);
-  const auto plan = [](const bnorm::NCHWView<const float>& v) {
+  using View = bnorm::NCHWView<const float>;
+  const View planes(data, 4, 20, 64, 64),  // planes of 256 lines
+      adjacent(data, 4, 1671, 7, 7),       // 49 values, walked in lines (map_plane_lines)
+      tiny(data, 4, 5461, 3, 5),           // 15 values: through the L1 buffer
+      apart(data, {4, 24, 59, 59}, {24 * 4096, 4096, 59, 1}),  // not adjacent: the L1 buffer
+      pixels = View::channels_last(data, 4, 64, 32, 40),
+      odd_pixels = View::channels_last(data, 4, 40, 32, 64);
+  const auto plan = [](const View& v) {
     const CacheSizesScope scope({std::size_t{16} << 10, std::size_t{3} << 20, LastLevel::fast});
     return bnorm::detail::baseline::Plan(v, sizeof(float));
   };
-  for (const auto& v : {planes, short_planes, pixels, odd_pixels}) {
+  for (const View& v : {planes, adjacent, tiny, apart, pixels, odd_pixels}) {
     EXPECT_FALSE(plan(v).stream);
     EXPECT_TRUE(plan(v).stream_lines);
   }
   EXPECT_TRUE(plan(planes).stream_to(planes));
+  EXPECT_TRUE(plan(adjacent).stream_to(adjacent));
   EXPECT_TRUE(plan(pixels).stream_to(pixels));
-  EXPECT_FALSE(plan(short_planes).stream_to(short_planes));
+  EXPECT_FALSE(plan(tiny).stream_to(tiny));
+  EXPECT_FALSE(plan(apart).stream_to(apart));
   EXPECT_FALSE(plan(odd_pixels).stream_to(odd_pixels));
   // below three quarters, nothing streams
-  const bnorm::NCHWView<const float> less(data, 4, 16, 64, 64);
+  const View less(data, 4, 16, 64, 64);
   EXPECT_FALSE(plan(less).stream_lines || plan(less).stream_to(less));
 }
 
@@ -187,6 +194,21 @@ std::vector<std::vector<T>> outputs_under(const CacheSizes& m, const Shape& s, L
   out.emplace_back(db.data(), db.data() + db.size());
   bnorm::fused::forward_inference<T>(x.cview(), w, b, rm, rv, 1e-5, y.view());
   out.push_back(y.values());
+  // y = relu(BN(x) + r) and its gradients, in training and in eval (the gated passes)
+  bnorm::Options relu;
+  relu.activation = bnorm::Activation::relu;
+  bnorm::BatchNorm2d<T> bn(c, relu);
+  bn.weight() = w;
+  bn.bias() = b;
+  Buffer<T> dr(s, layout);
+  for (const bool training : {true, false}) {
+    bn.train(training);
+    const auto saved = bn.forward(x.cview(), dy.cview(), y.view());
+    out.push_back(y.values());
+    bn.backward(saved, dy.cview(), dx.view(), dr.view());
+    out.push_back(dx.values());
+    out.push_back(dr.values());
+  }
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include "stream.hpp"
 #include "pack.hpp"
 #include "plane_kernels.hpp"
+#include "plane_runs.hpp"
 #include "pixel_kernels.hpp"
 #include "interleaved.hpp"
 #include "plan.hpp"

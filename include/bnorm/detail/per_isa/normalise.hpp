@@ -118,6 +118,18 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
       }
     }
 #endif
+    if (plane_lines_apply(stream, Planes<T>(out), Planes<const T>(in)...)) {
+      // a pack across two planes: lanes [0, b) with channel c's constants, the rest with c + 1's
+      const auto split = [c0, kp = bases(k), f](index_t c, index_t b) {
+        std::array<Pack<T>, K> kc;
+        for (std::size_t j = 0; j != K; ++j)
+          kc[j] = split_pack(kp[j][c - c0], kp[j][c + 1 - c0], b);
+        return with_constants(f, kc);
+      };
+      map_plane_lines(out.c(), c0, c1, n0, n1, Planes<T>(out), value, split,
+                      Planes<const T>(in)...);
+      return true;
+    }
     map_planes(out.c(), c0, c1, n0, n1, stream, Planes<T>(out), value, Planes<const T>(in)...);
     return true;
   }

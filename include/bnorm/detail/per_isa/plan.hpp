@@ -84,13 +84,15 @@ struct Plan {
     // level, or the L2s where it serves no better than memory (there, regular stores took
     // 1.5-1.9x the time of non-temporal ones from 4 MB of traffic up).
     stream = traffic >= (last_fast ? caches.last_level : l2s);
-    // Outputs that are whole cache lines stream from three quarters of a last level that is a
-    // cache. There the floors' two kinds of store tied on an AMD EPYC Zen 4 (26 MB of traffic,
-    // 32 MiB L3), and on a Zen 3 under KVM, whose L3 other machines share, non-temporal ones won
-    // (2 threads, min of 7 alternating runs, 25.7 MB: 32x128x28x28 training forward 1.03 -> 0.74
-    // ms, channels-last 32x2048x7x7 inference 0.76 -> 0.49). Outputs
-    // through stream.hpp's L1 buffer keep regular stores up to the last level's size: the buffer
-    // cost more than streaming saved there (NCHW 32x2048x7x7 inference 0.74 -> 1.09 ms).
+    // Outputs the kernels write in whole cache lines stream from three quarters of a last level
+    // that is a cache. There the floors' two kinds of store tied on an AMD EPYC Zen 4 (26 MB of
+    // traffic, 32 MiB L3), and on a Zen 3 under KVM, whose L3 other machines share, non-temporal
+    // ones won (2 threads, min of 7 alternating runs, 25.7 MB, regular -> non-temporal:
+    // 32x128x28x28 training forward 1.35 -> 1.02 ms, channels-last 1.48 -> 0.99; channels-last
+    // 32x2048x7x7 inference 0.66 -> 0.54; NCHW 32x2048x7x7 through map_plane_lines, inference
+    // 1.00 -> 0.65, 32x512x14x14 training forward 1.45 -> 0.86). Outputs through stream.hpp's
+    // L1 buffer keep regular stores up to the last level's size: the buffer cost more than
+    // streaming saved there (NCHW 32x2048x7x7 inference 0.74 -> 1.09 ms before map_plane_lines).
     stream_lines = stream || (last_fast && traffic >= caches.last_level / 4 * 3);
     // Pipelined sweeps pay only for long channels (one channel a block, over several chunks),
     // which the map would read from L3 anyway. Paired with the floor, 2 threads, medians of 5
@@ -124,13 +126,15 @@ struct Plan {
   }
 
   /// Whether a pass writes `out` with non-temporal stores: `stream`, or `stream_lines` where the
-  /// kernels store out in whole cache lines (line-aligned NCHW planes of whole packs, or
-  /// channels-last pixels whose groups of 16 channels are whole lines).
+  /// kernels store out in whole cache lines: NCHW planes of whole lines, or of at least a pack
+  /// and adjacent in each image (map_plane_lines), or channels-last pixels whose groups of 16
+  /// channels are whole lines.
   template <class T>
   bool stream_to(const NCHWView<T>& out) const {
 #if defined(BNORM_HAVE_PACKS)
     if (stream || !stream_lines) return stream;
-    if (planes_contiguous(out)) return lines_aligned(Planes<T>(out));
+    if (planes_contiguous(out))
+      return lines_aligned(Planes<T>(out)) || plane_lines_apply(true, Planes<T>(out));
     return pixels_contiguous(out) && pixel_lines_aligned(out, 0, out.c());
 #else
     (void)out;
