@@ -13,6 +13,7 @@
 #include "config.hpp"
 #include "detail/checks.hpp"
 #include "detail/epilogue_backward.hpp"
+#include "detail/eval_affine.hpp"
 #include "detail/staged_backend.hpp"
 #include "fused.hpp"
 #include "nchw_view.hpp"
@@ -166,13 +167,13 @@ class BatchNorm {
     check_state();
     ScaleShift out{Array(num_features_), Array(num_features_)};
     for (index_t c = 0; c < num_features_; ++c) {
-      const double w = options_.affine ? static_cast<double>(weight_[c]) : 1.0;
-      const double b = options_.affine ? static_cast<double>(bias_[c]) : 0.0;
-      // 1 / sqrt as the kernels form invstd, and as fold_into scales
-      const double scale =
-          w * (1.0 / std::sqrt(static_cast<double>(running_var_[c]) + options_.eps));
+      const auto [scale, shift] =
+          detail::eval_affine(options_.affine ? static_cast<double>(weight_[c]) : 1.0,
+                              options_.affine ? static_cast<double>(bias_[c]) : 0.0,
+                              static_cast<double>(running_mean_[c]),
+                              static_cast<double>(running_var_[c]), options_.eps);
       out.scale[c] = static_cast<T>(scale);
-      out.shift[c] = static_cast<T>(b - static_cast<double>(running_mean_[c]) * scale);
+      out.shift[c] = static_cast<T>(shift);
     }
     return out;
   }
@@ -246,14 +247,14 @@ class BatchNorm {
             detail::StagedBackend<T>::forward_training(x, residual, weight_, bias_, eps, y, act);
         mean = detail::StagedBackend<T>::mean(s.cache_);
         var = detail::StagedBackend<T>::var(s.cache_);
-        s.invstd_ = invstd_of(var, eps);
+        s.invstd_ = detail::inverse_std<T>(var, eps);
       } else {
         s.stats_ = residual != nullptr
                        ? fused::forward_training<T>(x, *residual, weight_, bias_, eps, y, act)
                        : fused::forward_training<T>(x, weight_, bias_, eps, y, act);
         mean = s.stats_.mean;
         var = s.stats_.var;
-        // the kernels' 1 / sqrt(var + eps), as invstd_of forms it (a serial square root and
+        // the kernels' 1 / sqrt(var + eps), as inverse_std forms it (a serial square root and
         // division a channel: for 4096 channels, a tenth of a 256 x 4096 forward)
         s.invstd_ = s.stats_.invstd.template cast<T>();
       }
@@ -274,7 +275,7 @@ class BatchNorm {
           fused::forward_inference<T>(x, weight_, bias_, running_mean_, running_var_, eps, y, act);
       }
       s.mean_ = running_mean_;
-      s.invstd_ = invstd_of(running_var_.template cast<double>(), eps);
+      s.invstd_ = detail::inverse_std<T>(running_var_.template cast<double>(), eps);
     }
     return s;
   }
@@ -359,15 +360,6 @@ class BatchNorm {
         options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(num_batches_tracked_);
     const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
     detail::update_running(running_mean_, running_var_, mean, var, f, unbias);
-  }
-
-  /// 1 / sqrt(var + eps) in T: one rounding of a correctly rounded square root and division
-  /// (Eigen's rsqrt() may use an approximation, whose bits depend on the flags).
-  static Array invstd_of(const Eigen::ArrayXd& var, double eps) {
-    Array out(var.size());
-    for (Eigen::Index c = 0; c < var.size(); ++c)
-      out[c] = static_cast<T>(1.0 / std::sqrt(var[c] + eps));
-    return out;
   }
 
   index_t num_features_;

@@ -9,6 +9,7 @@
 #include "batch_norm.hpp"  // also brings detail::identity_t (detail/nchw_face.hpp)
 #include "config.hpp"
 #include "detail/checks.hpp"
+#include "detail/eval_affine.hpp"
 
 namespace bnorm {
 namespace detail {
@@ -44,13 +45,13 @@ void fold_batch_norm(const Module& bn, RowMajorRef<T> weight,
   Eigen::ArrayXd scale(c);
   Eigen::Array<T, Eigen::Dynamic, 1> new_bias(c);
   for (index_t r = 0; r < c; ++r) {
-    const double w = o.affine ? static_cast<double>(bn.weight()[r]) : 1.0;
-    const double b = o.affine ? static_cast<double>(bn.bias()[r]) : 0.0;
-    // 1.0 / std::sqrt, correctly rounded: Eigen's rsqrt may approximate, flag-dependently.
-    scale[r] = w * (1.0 / std::sqrt(static_cast<double>(bn.running_var()[r]) + o.eps));
-    const double shift = b - static_cast<double>(bn.running_mean()[r]) * scale[r];
+    const auto [s, shift] = eval_affine(o.affine ? static_cast<double>(bn.weight()[r]) : 1.0,
+                                        o.affine ? static_cast<double>(bn.bias()[r]) : 0.0,
+                                        static_cast<double>(bn.running_mean()[r]),
+                                        static_cast<double>(bn.running_var()[r]), o.eps);
+    scale[r] = s;
     const double layer_bias = bias.size() == 0 ? 0.0 : static_cast<double>(bias[r]);
-    new_bias[r] = static_cast<T>(layer_bias * scale[r] + shift);
+    new_bias[r] = static_cast<T>(layer_bias * s + shift);
   }
   for (index_t r = 0; r < c; ++r)
     for (index_t k = 0; k < weight.cols(); ++k)
