@@ -187,5 +187,43 @@ TYPED_TEST(Errors, FreeFunctionArguments) {
   EXPECT_TRUE((dw == 7).all());
 }
 
+TEST(ActivationErrors, ClearMessagesAndNothingChanged) {
+  const Shape s{2, 3, 4, 5};
+  Buffer<float> x(s), r(s), y(s), dy(s), dx(s), dr(s), other({2, 3, 4, 6});
+  x.set(random_values<float>(s, 71));
+  r.set(random_values<float>(s, 72));
+  dy.set(random_values<float>(s, 73));
+  for (bnorm::Variant variant : kVariants) {
+    SCOPED_TRACE(variant);
+    bnorm::Options o;
+    o.activation = bnorm::Activation::relu;
+    o.variant = variant;
+    bnorm::BatchNorm2d<float> bn(3, o);
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.forward(x.cview(), other.cview(), y.view()); },
+        "bnorm: residual has shape [2, 3, 4, 6], expected [2, 3, 4, 5] (the shape of x)");
+    const auto plain = bn.forward(x.cview(), y.view());
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.backward(plain, dy.cview(), dx.view(), dr.view()); },
+        "bnorm: dresidual given, but the forward had no residual: expected the Saved of "
+        "forward(x, residual, y)");
+    const auto saved = bn.forward(x.cview(), r.cview(), y.view());
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.backward(saved, dy.cview(), dx.view(), dx.view()); },
+        "bnorm: dresidual and dx are the same view, expected two outputs that share no element");
+    expect_rejected<float>(
+        bn, y, dx,
+        [&] {
+          bn.backward(saved, dy.cview(), dx.view(),
+                      bnorm::NCHWView<float>(const_cast<float*>(x.cview().data()), 2, 3, 4, 5));
+        },
+        "bnorm: dresidual is the forward's x or y, which backward reads: expected a view of its "
+        "own");
+    expect_rejected<float>(
+        bn, y, dx, [&] { bn.backward(saved, dy.cview(), dx.view(), other.view()); },
+        "bnorm: dresidual has shape [2, 3, 4, 6], expected [2, 3, 4, 5] (the shape of dy)");
+  }
+}
+
 }  // namespace
 }  // namespace bnorm_test

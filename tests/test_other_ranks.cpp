@@ -310,5 +310,89 @@ TEST(OtherRanks, ErrorsNameTheViewsShapes) {
             "bnorm: scale_shift() needs running statistics, but track_running_stats is false");
 }
 
+// BatchNorm1d and BatchNorm3d with ReLU and a residual, contiguous and channels-last: the bits
+// of BatchNorm2d on the NCHW face of the same memory; a cropped rank-5 view (a copied face): the
+// bits of the contiguous tensor.
+TEST(ActivationRanks, OtherRanksGiveTheBitsOfTheNchwFace) {
+  const index_t n = 2, c = 20, d = 3, h = 4, w = 5, l = d * h * w;
+  const Shape face{n, c, d * h, w};
+  const auto xv = random_values<float>(face, 61), rv = random_values<float>(face, 62),
+             dyv = random_values<float>(face, 63);
+  bnorm::Options o;
+  o.activation = bnorm::Activation::relu;
+  using Out = std::array<std::vector<float>, 3>;  // y, dx, dresidual in memory order
+  // forward(x, r, y) and backward(dy, dx, dr) of module m on views made by view(pointer)
+  const auto run = [&](auto& m, const auto& view) {
+    Out out{std::vector<float>(xv.size()), std::vector<float>(xv.size()),
+            std::vector<float>(xv.size())};
+    const auto cview = [&](const float* p) { return view(const_cast<float*>(p)); };
+    const auto s = m.forward(cview(xv.data()), cview(rv.data()), view(out[0].data()));
+    m.backward(s, cview(dyv.data()), view(out[1].data()), view(out[2].data()));
+    return out;
+  };
+  for (bool last : {false, true}) {
+    SCOPED_TRACE(last ? "channels-last" : "contiguous");
+    bnorm::BatchNorm3d<float> bn3(c, o);
+    bnorm::BatchNorm2d<float> bn2(c, o), flat(c, o);
+    bnorm::BatchNorm1d<float> bn1(c, o);
+    const Out r3 = run(bn3, [&](float* p) {
+      return last ? bnorm::NCDHWView<float>::channels_last(p, n, c, d, h, w)
+                  : bnorm::NCDHWView<float>(p, n, c, d, h, w);
+    });
+    const Out r2 = run(bn2, [&](float* p) {
+      return last ? bnorm::NCHWView<float>::channels_last(p, n, c, d * h, w)
+                  : bnorm::NCHWView<float>(p, n, c, d * h, w);
+    });
+    const Out r1 = run(bn1, [&](float* p) {
+      return last ? bnorm::NCLView<float>::channels_last(p, n, c, l)
+                  : bnorm::NCLView<float>(p, n, c, l);
+    });
+    const Out rf = run(flat, [&](float* p) {
+      return last ? bnorm::NCHWView<float>::channels_last(p, n, c, 1, l)
+                  : bnorm::NCHWView<float>(p, n, c, 1, l);
+    });
+    for (std::size_t k = 0; k < 3; ++k) {
+      EXPECT_TRUE(same_bits(r3[k], r2[k])) << k;
+      EXPECT_TRUE(same_bits(r1[k], rf[k])) << k;
+    }
+  }
+
+  // A crop of a (d + 1, h + 1, w + 1) volume: D and H do not merge, the face is a copy.
+  const std::array<index_t, 5> ext{n, c, d, h, w},
+      strides = bnorm::NCDHWView<float>::contiguous_strides({n, c, d + 1, h + 1, w + 1});
+  const auto big = static_cast<std::size_t>(n * c * (d + 1) * (h + 1) * (w + 1));
+  std::vector<float> xb(big, 0.f), rb(big, 0.f), dyb(big, 0.f), yb(big), dxb(big), drb(big);
+  const auto cropped = [&](float* p) { return bnorm::NCDHWView<float>(p, ext, strides); };
+  // logical element i of the contiguous tensor in a cropped view, and back
+  const auto each = [&](const bnorm::NCDHWView<float>& v, const auto& f) {
+    std::size_t i = 0;
+    for (index_t a = 0; a < n; ++a)
+      for (index_t b = 0; b < c; ++b)
+        for (index_t e = 0; e < d; ++e)
+          for (index_t g = 0; g < h; ++g)
+            for (index_t k = 0; k < w; ++k) f(v(a, b, e, g, k), i++);
+  };
+  each(cropped(xb.data()), [&](float& to, std::size_t i) { to = xv[i]; });
+  each(cropped(rb.data()), [&](float& to, std::size_t i) { to = rv[i]; });
+  each(cropped(dyb.data()), [&](float& to, std::size_t i) { to = dyv[i]; });
+  bnorm::BatchNorm3d<float> crop(c, o), plain(c, o);
+  const auto sc =
+      crop.forward(bnorm::NCDHWView<const float>(cropped(xb.data())),
+                   bnorm::NCDHWView<const float>(cropped(rb.data())), cropped(yb.data()));
+  crop.backward(sc, bnorm::NCDHWView<const float>(cropped(dyb.data())), cropped(dxb.data()),
+                cropped(drb.data()));
+  const Out rp = run(plain, [&](float* p) { return bnorm::NCDHWView<float>(p, n, c, d, h, w); });
+  std::array<std::vector<float>, 3> got;
+  for (std::size_t k = 0; k < 3; ++k) {
+    got[k].resize(xv.size());
+    each(cropped((k == 0   ? yb
+                  : k == 1 ? dxb
+                           : drb)
+                     .data()),
+         [&](float& from, std::size_t i) { got[k][i] = from; });
+    EXPECT_TRUE(same_bits(got[k], rp[k])) << "cropped " << k;
+  }
+}
+
 }  // namespace
 }  // namespace bnorm_test

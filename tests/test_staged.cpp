@@ -1,5 +1,6 @@
 // The staged graph: central finite differences (double) for every node's local backward and
-// for the whole operation, in training and in eval, with random upstream gradients.
+// for the whole operation, in training and in eval, with random upstream gradients; the Add and
+// ReLU nodes of a fused activation and residual too.
 #include <tuple>
 
 #include "test_support.hpp"
@@ -176,6 +177,92 @@ INSTANTIATE_TEST_SUITE_P(TrainAndEval, WholeOp,
                                   (std::get<1>(info.param) == bnorm::Variant::staged ? "staged"
                                                                                      : "fused");
                          });
+
+// Finite differences of the staged nodes' local backward (step 10 Add, step 11 ReLU), and of
+// the whole staged composition L = sum(w * y) in x and r, away from ReLU's kink.
+TEST(ActivationStaged, NodesAndCompositionMatchFiniteDifferences) {
+  using bnorm::staged::Tensor4;
+  namespace nodes = bnorm::staged::nodes;
+  const Shape s{2, 3, 4, 5};
+  const auto tv = random_values<double>(s, 51), dv = random_values<double>(s, 52);
+  Tensor4<double> t(2, 3, 4, 5), dout(2, 3, 4, 5);
+  std::copy(tv.begin(), tv.end(), t.data());
+  std::copy(dv.begin(), dv.end(), dout.data());
+  const Tensor4<double> din = nodes::Relu::backward<double>(t, dout);
+  const double h = 1e-6;
+  for (Eigen::Index i = 0; i < t.size(); ++i) {
+    if (std::abs(t.data()[i]) < 1e-3) continue;
+    Tensor4<double> up = t, down = t;
+    up.data()[i] += h;
+    down.data()[i] -= h;
+    const Tensor4<double> fu = nodes::Relu::forward<double>(up),
+                          fd = nodes::Relu::forward<double>(down);
+    const double fdiff = (fu.data()[i] - fd.data()[i]) / (2 * h) * dout.data()[i];
+    EXPECT_NEAR(din.data()[i], fdiff, 1e-8);
+  }
+  const auto [da, db] = nodes::Add::backward<double>(dout);
+  for (Eigen::Index i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(da.data()[i], dout.data()[i]);  // d(t + r)/dt = d(t + r)/dr = 1
+    EXPECT_EQ(db.data()[i], dout.data()[i]);
+  }
+
+  // the whole op: L(x, r) = sum dy * relu(BN(x) + r)
+  const auto xv = random_values<double>(s, 53), rv = random_values<double>(s, 54),
+             dyv = random_values<double>(s, 55);
+  const Eigen::ArrayXd w = random_array<double>(3, 56, -2, 2),
+                       b = random_array<double>(3, 57, -1, 1);
+  auto loss = [&](const std::vector<double>& xs, const std::vector<double>& rs) {
+    std::vector<double> y(xs.size());
+    const bnorm::NCHWView<const double> xview(xs.data(), 2, 3, 4, 5), rview(rs.data(), 2, 3, 4, 5);
+    bnorm::staged::forward_training<double, bnorm::NCHWView>(
+        xview, &rview, w, b, 1e-5, bnorm::NCHWView<double>(y.data(), 2, 3, 4, 5),
+        bnorm::Activation::relu);
+    double l = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) l += dyv[i] * y[i];
+    return l;
+  };
+  std::vector<double> y(xv.size()), dx(xv.size()), dr(xv.size());
+  const bnorm::NCHWView<const double> xview(xv.data(), 2, 3, 4, 5), rview(rv.data(), 2, 3, 4, 5);
+  const auto k = bnorm::staged::forward_training<double, bnorm::NCHWView>(
+      xview, &rview, w, b, 1e-5, bnorm::NCHWView<double>(y.data(), 2, 3, 4, 5),
+      bnorm::Activation::relu);
+  Eigen::ArrayXd dw, dbias;
+  const bnorm::NCHWView<double> drv(dr.data(), 2, 3, 4, 5);
+  bnorm::staged::backward<double, bnorm::NCHWView>(
+      k, w, bnorm::NCHWView<const double>(dyv.data(), 2, 3, 4, 5),
+      bnorm::NCHWView<double>(dx.data(), 2, 3, 4, 5), &drv, dw, dbias);
+  const Tensor4<double>& z = k.pre_activation();
+  double min_abs_z = 1e300;
+  for (Eigen::Index i = 0; i < z.size(); ++i)
+    min_abs_z = std::min(min_abs_z, std::abs(z.data()[i]));
+  ASSERT_GT(min_abs_z, 1e-4) << "a value at the kink: pick another seed";
+  for (std::size_t i = 0; i < xv.size(); ++i) {
+    auto xu = xv, xd = xv, ru = rv, rd = rv;
+    xu[i] += h;
+    xd[i] -= h;
+    ru[i] += h;
+    rd[i] -= h;
+    EXPECT_NEAR(dx[i], (loss(xu, rv) - loss(xd, rv)) / (2 * h), 1e-6) << i;
+    EXPECT_NEAR(dr[i], (loss(xv, ru) - loss(xv, rd)) / (2 * h), 1e-6) << i;
+  }
+}
+
+// An empty view with huge extents (W = 0, N = 2^40): nothing to store, so every staged forward
+// returns at once (a loop over N * C * H would not finish).
+TEST(ActivationStaged, EmptyViewsWithHugeExtentsReturnAtOnce) {
+  double d = 0;
+  const index_t n = index_t{1} << 40;
+  const bnorm::NCHWView<const double> x(&d, n, 4, 2, 0), r(&d, n, 4, 2, 0);
+  const bnorm::NCHWView<double> y(&d, n, 4, 2, 0);
+  const Eigen::ArrayXd w = Eigen::ArrayXd::Ones(4), b = Eigen::ArrayXd::Zero(4);
+  const auto k1 = bnorm::staged::forward_inference(x, w, b, b, w, 1e-5, y);
+  const auto k2 = bnorm::staged::forward_training<double, bnorm::NCHWView>(x, &r, w, b, 1e-5, y,
+                                                                           bnorm::Activation::relu);
+  const auto k3 = bnorm::staged::forward_inference<double, bnorm::NCHWView>(
+      x, &r, w, b, b, w, 1e-5, y, bnorm::Activation::relu);
+  EXPECT_EQ(k1.out.size() + k2.output().size() + k3.output().size(), 0);
+  EXPECT_TRUE(k2.residual && k3.activation == bnorm::Activation::relu);
+}
 
 }  // namespace
 }  // namespace bnorm_test
