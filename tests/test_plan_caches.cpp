@@ -172,40 +172,52 @@ template <class T>
 class PlanCaches : public ::testing::Test {};
 TYPED_TEST_SUITE(PlanCaches, FloatTypes, );  // the empty argument: -Wpedantic
 
-// Every pass's outputs under each machine's sizes, as bytes.
+// One shape's inputs, made once and run under every machine's sizes.
 template <class T>
-std::vector<std::vector<T>> outputs_under(const CacheSizes& m, const Shape& s, Layout layout) {
+struct Inputs {
+  Inputs(const Shape& s, Layout layout)
+      : x(s, layout),
+        dy(s, layout),
+        w(random_array<T>(s[1], 9, 0.5, 2.0)),
+        b(random_array<T>(s[1], 10, -1.0, 1.0)),
+        rm(random_array<T>(s[1], 11, -1.0, 1.0)),
+        rv(random_array<T>(s[1], 12, 0.5, 2.0)) {
+    x.set(random_values<T>(s, 7, 3.0, 2.0));
+    dy.set(random_values<T>(s, 8));
+  }
+  Buffer<T> x, dy;
+  Eigen::Array<T, Eigen::Dynamic, 1> w, b, rm, rv;
+};
+
+// Every pass's outputs under one machine's sizes, as bytes.
+template <class T>
+std::vector<std::vector<T>> outputs_under(const CacheSizes& m, const Inputs<T>& in) {
   const CacheSizesScope scope(m);
-  const index_t c = s[1];
-  Buffer<T> x(s, layout), dy(s, layout), y(s, layout), dx(s, layout);
-  x.set(random_values<T>(s, 7, 3.0, 2.0));
-  dy.set(random_values<T>(s, 8));
-  const Eigen::Array<T, Eigen::Dynamic, 1> w = random_array<T>(c, 9, 0.5, 2.0),
-                                           b = random_array<T>(c, 10, -1.0, 1.0),
-                                           rm = random_array<T>(c, 11, -1.0, 1.0),
-                                           rv = random_array<T>(c, 12, 0.5, 2.0);
+  const Shape& s = in.x.shape();
+  const Layout layout = in.x.layout();
+  Buffer<T> y(s, layout), dx(s, layout);
   Eigen::Array<T, Eigen::Dynamic, 1> dw, db;
   std::vector<std::vector<T>> out;
-  const auto stats = bnorm::fused::forward_training<T>(x.cview(), w, b, 1e-5, y.view());
+  const auto stats = bnorm::fused::forward_training<T>(in.x.cview(), in.w, in.b, 1e-5, y.view());
   out.push_back(y.values());
-  bnorm::fused::backward<T>(x.cview(), dy.cview(), w, stats, dx.view(), dw, db);
+  bnorm::fused::backward<T>(in.x.cview(), in.dy.cview(), in.w, stats, dx.view(), dw, db);
   out.push_back(dx.values());
   out.emplace_back(dw.data(), dw.data() + dw.size());
   out.emplace_back(db.data(), db.data() + db.size());
-  bnorm::fused::forward_inference<T>(x.cview(), w, b, rm, rv, 1e-5, y.view());
+  bnorm::fused::forward_inference<T>(in.x.cview(), in.w, in.b, in.rm, in.rv, 1e-5, y.view());
   out.push_back(y.values());
   // y = relu(BN(x) + r) and its gradients, in training and in eval (the gated passes)
   bnorm::Options relu;
   relu.activation = bnorm::Activation::relu;
-  bnorm::BatchNorm2d<T> bn(c, relu);
-  bn.weight() = w;
-  bn.bias() = b;
+  bnorm::BatchNorm2d<T> bn(s[1], relu);
+  bn.weight() = in.w;
+  bn.bias() = in.b;
   Buffer<T> dr(s, layout);
   for (const bool training : {true, false}) {
     bn.train(training);
-    const auto saved = bn.forward(x.cview(), dy.cview(), y.view());
+    const auto saved = bn.forward(in.x.cview(), in.dy.cview(), y.view());
     out.push_back(y.values());
-    bn.backward(saved, dy.cview(), dx.view(), dr.view());
+    bn.backward(saved, in.dy.cview(), dx.view(), dr.view());
     out.push_back(dx.values());
     out.push_back(dr.values());
   }
@@ -216,10 +228,11 @@ TYPED_TEST(PlanCaches, SameBitsForAnyCacheSizes) {
   using T = TypeParam;
   for (const Shape& s : kShapes)
     for (const Layout layout : {Layout::nchw, Layout::channels_last}) {
-      const auto here = outputs_under<T>(kMachines[0], s, layout);
+      const Inputs<T> in(s, layout);
+      const auto here = outputs_under<T>(kMachines[0], in);
       for (std::size_t k = 1; k < std::size(kMachines); ++k) {
         const CacheSizes& m = kMachines[k];
-        const auto there = outputs_under<T>(m, s, layout);
+        const auto there = outputs_under<T>(m, in);
         for (std::size_t i = 0; i < here.size(); ++i)
           EXPECT_TRUE(same_bits(here[i], there[i]))
               << to_string(s) << " " << name(layout) << " output " << i << " under L2 " << m.l2
