@@ -14,40 +14,13 @@
 #include <functional>
 #include <numeric>
 
-#include "test_support.hpp"
+#include "mpi_support.hpp"
 
 namespace bnorm_test {
 namespace {
 
 using bnorm::NCDHWView;
 using bnorm::NCLView;
-
-int world_rank() {
-  int r = 0;
-  return MPI_Comm_rank(MPI_COMM_WORLD, &r), r;
-}
-int world_size() {
-  int p = 1;
-  return MPI_Comm_size(MPI_COMM_WORLD, &p), p;
-}
-
-/// Sum over the ranks (each rank's gradients are its contribution to the whole batch's).
-template <class T>
-Eigen::ArrayXd sum_over_ranks(const Eigen::Array<T, Eigen::Dynamic, 1>& a) {
-  const Eigen::ArrayXd mine = a.template cast<double>();
-  Eigen::ArrayXd sum(mine.size());
-  MPI_Allreduce(mine.data(), sum.data(), static_cast<int>(mine.size()), MPI_DOUBLE, MPI_SUM,
-                MPI_COMM_WORLD);
-  return sum;
-}
-
-/// Batch sizes of the ranks: uneven, with a rank holding nothing where there are several.
-std::vector<std::vector<index_t>> splits(int ranks) {
-  if (ranks == 1) return {{7}};
-  if (ranks == 2) return {{5, 2}, {0, 7}, {1, 6}};
-  if (ranks == 3) return {{3, 0, 4}, {1, 5, 1}, {0, 0, 7}};
-  return {std::vector<index_t>(static_cast<std::size_t>(ranks), 2)};
-}
 
 enum class Layout { contiguous, channels_last, cropped };
 constexpr const char* kLayoutNames[] = {"contiguous", "channels-last", "cropped"};
