@@ -1,7 +1,7 @@
 """The seeds of fuzz_bnorm.cpp (the 2-d API): its input's tables and readers, in the order the
 target reads, and the scenarios (SEEDS). make_corpus.py writes them."""
 
-# Tables of fuzz_bnorm.cpp, by index.
+# Tables of fuzz_bnorm.cpp (session.hpp, view_oracle.hpp, fuzz_data.hpp), by index.
 FEATURES = [1, 2, 3, 4, 5, 7, 8, 16, 0, -1, 64]
 EPS = ["1e-5", "0", "1e-3", "1", "1e-12", "1e-40", "1e30", "0.1", "-1e-5", "nan", "inf"]
 MOMENTUM = ["0.1", "none", "0", "1", "0.5", "-0.1", "1.5", "nan"]
