@@ -62,10 +62,11 @@ const CacheSizes kMachines[] = {
 };
 
 // Shapes whose plans differ between those machines: long channels over two chunks, short
-// channels in blocks (past this machine's L2s in backward), and planes of a pack and a pack and
-// a value (streamed where a pack spans two planes: map_plane_lines).
-const Shape kShapes[] = {{32, 8, 56, 56},  {8, 64, 7, 7},   {4, 3, 30, 30},
-                         {32, 64, 14, 14}, {16, 150, 4, 4}, {20, 120, 1, 17}};
+// channels in blocks (past this machine's L2s in backward), planes of a pack and a pack and
+// a value (streamed where a pack spans two planes: map_plane_lines), and pixels of more
+// channels than reduce_pixels' L1 budget (channels-last: tiles of 8 to 16 pixels by the L2).
+const Shape kShapes[] = {{32, 8, 56, 56}, {8, 64, 7, 7},    {4, 3, 30, 30}, {32, 64, 14, 14},
+                         {16, 150, 4, 4}, {20, 120, 1, 17}, {4, 1030, 3, 3}};
 
 TEST(CacheSizes, ChangeThePlans) {
   for (const Shape& s : kShapes) {
@@ -136,6 +137,25 @@ TEST(CacheSizes, WholeLinesStreamFromThreeQuartersOfTheLastLevel) {
   // below three quarters, nothing streams
   const View less(data, 4, 16, 64, 64);
   EXPECT_FALSE(plan(less).stream_lines || plan(less).stream_to(less));
+}
+
+// reduce_pixels' tiles: as many pixels as fit its L1 budget (32 KiB) when that is 16 or more,
+// else what fits an eighth of the L2, from 8 to 16 pixels (the bits do not depend on it:
+// PlanCaches below).
+TEST(CacheSizes, PixelTilesFitTheL1OrAnEighthOfTheL2) {
+  using bnorm::detail::baseline::pixel_tile;
+  const auto on = [](std::size_t l2_kib, index_t bytes) {
+    const CacheSizesScope scope({l2_kib << 10, std::size_t{32} << 20, LastLevel::fast});
+    return pixel_tile(bytes);
+  };
+  EXPECT_EQ(on(512, 1024), 32);  // 2 views of 8 groups of 16 floats: within L1
+  EXPECT_EQ(on(512, 2048), 16);
+  EXPECT_EQ(on(512, 4096), 16);   // 64 KiB of L2 / 4 KiB
+  EXPECT_EQ(on(512, 8192), 8);    // channels-last backward of 1024 channels
+  EXPECT_EQ(on(512, 16384), 8);   // 2048 channels: 4 by the L2, 8 at least
+  EXPECT_EQ(on(1024, 8192), 16);  // the same on a 1 MiB L2
+  EXPECT_EQ(on(1024, 16384), 8);
+  EXPECT_EQ(on(4096, 16384), 16);  // 16 at most
 }
 
 // BNORM_LAST_LEVEL in place of the probe: "cache" and "memory", unset or empty to probe, and a
