@@ -1,9 +1,10 @@
 // The serial digest program, of two units that include bnorm: this one built with default flags
 // and mixed_isa_avx2.cpp with -mavx2 -mfma (tests/CMakeLists.txt).
 // - Without arguments: the digests of every kernel set, as repro_digest.cpp prints them.
-// - With "mixed": both units must give the same bits, on every kernel set. (The public functions
-//   are inline templates, so the linker keeps one unit's copy of each; each unit's kernels have
-//   internal linkage and stay its own.)
+// - With "mixed": both units must give the same bits, on every kernel set. Each unit runs its
+//   own copies of bnorm's inline functions and of its kernels: the -mavx2 unit is a shared
+//   library that keeps its symbols to itself (in one executable the linker would keep one copy
+//   of each inline function, and both units would run it).
 #include <cstdio>
 #include <cstring>
 #include <string>
