@@ -98,6 +98,46 @@ void put_back(GatedGradSums<T>& to, const GatedGradSums<T>& from) {
   copy_registers<GradSums>(to, from);
 }
 
+/// The pack sums of a GatedGradSums in registers, its constants (the mean and the gate's hi, a
+/// and b) read from its slot: the same operations in the same order as GatedGradSums::add.
+template <class T>
+struct GatedSumsInRegisters {
+  Wide dy, dy_xmu;
+  const GatedGradSums<T>& k;
+
+  // g = (x - hi) * a + b <= 0 ? 0 : dy; dy += g; dy_xmu += g * (x - mean)
+  void add(const T* x, const T* g) {
+    const Pack<T> xp = load_pack(x);
+    accumulate(widen(xp), widen(gated(xp, load_pack(g), k.hi, k.a, k.b)));
+  }
+  void add(const Wide& keep, const T* x, const T* g) {
+    const Pack<T> xp = load_pack(x);
+    accumulate(widen(xp), widen(gated(xp, load_pack(g), k.hi, k.a, k.b)) * keep);
+  }
+  void accumulate(const Wide& xw, const Wide& gw) {
+    dy = dy + gw;
+    dy_xmu = dy_xmu + gw * (xw - k.mean);
+  }
+};
+
+/// with_accumulator for the gated sums. Where the whole accumulator does not fit in 16
+/// registers (AVX2: 18 of them and two scalars), its two sums go into registers and its
+/// constants are read from the slot, as memory operands: worked on in place instead, every pack
+/// loaded and stored both sums (ReLU's backward on 14x14 planes 1.57x the time of BN's alone).
+template <class T, class F>
+void with_accumulator(GatedGradSums<T>& slot, const F& f) {
+  if constexpr (sizeof(GatedGradSums<T>) <= 16 * sizeof(WideVec)) {
+    GatedGradSums<T> a = in_registers(slot);
+    f(a);
+    put_back(slot, a);
+  } else {
+    GatedSumsInRegisters<T> a{in_registers(slot.dy), in_registers(slot.dy_xmu), slot};
+    f(a);
+    copy_registers(slot.dy, a.dy);
+    copy_registers(slot.dy_xmu, a.dy_xmu);
+  }
+}
+
 /// f(Acc*) with Acc the accumulator of the gate, GradSums or GatedGradSums<T> when it is on (a
 /// null pointer names the type: an accumulator of packs is never passed by value).
 template <class T, class F>

@@ -131,7 +131,7 @@ void reduce_pixels(index_t c0, index_t c1, index_t n0, index_t n1, Acc* acc, con
       for (index_t g = 0; g < groups; ++g) {
         const index_t cg = group_start(c0, c1, g);
         const auto run0 = run(v0, cg);
-        with_accumulator(acc[g], [&](Acc& a) {
+        with_accumulator(acc[g], [&](auto& a) {
           [&](const auto&... runs) {
             for (index_t i = i0; i < i0 + m; ++i) {
               ahead.prefetch_next();

@@ -248,7 +248,7 @@ void reduce_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t
     for (index_t c = c0; c < c1; ++c) {
       next.aim(n, n1, c, first, rest...);
       [&](const T* p, const auto*... q) {
-        with_accumulator(acc[c - c0], [&](Acc& a) {
+        with_accumulator(acc[c - c0], [&](auto& a) {
           for (index_t i = 0; i <= last; i += kPackLanes) {
             next.at(i);
             a.add(p + i, (q + i)...);
@@ -284,7 +284,7 @@ void reduce_and_map_planes(index_t channels, index_t r0, index_t m0, index_t wid
         next.aim(n, n1, r0 + j, in...);
         const auto f = value(m0 + j);
         T* o = out(n, m0 + j);
-        with_accumulator(acc[j], [&](Acc& a) {
+        with_accumulator(acc[j], [&](auto& a) {
           [&](const auto*... r) {
             [&](const auto*... m) {
               // acc += reduction terms of (r...); o = f(m...)
