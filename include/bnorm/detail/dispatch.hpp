@@ -37,6 +37,7 @@
 #include "../statistics.hpp"
 #include "cache_sizes.hpp"
 #include "cpu_features.hpp"
+#include "float16.hpp"
 #include "small_buffer.hpp"
 
 /// The instruction sets BNORM_KERNEL_ISA names inside per_isa/ (a set includes the ones below it).

@@ -15,6 +15,7 @@
 #include "parallel.hpp"
 #include "stream.hpp"
 #include "pack.hpp"
+#include "float16_packs.hpp"
 #include "plane_kernels.hpp"
 #include "plane_runs.hpp"
 #include "pixel_kernels.hpp"

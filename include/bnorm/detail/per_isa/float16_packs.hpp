@@ -1,0 +1,142 @@
+/// @file detail/per_isa/float16_packs.hpp
+/// @brief bfloat16 and half (IEEE binary16) to and from packs of float: the functions of
+/// detail/float16.hpp on 16 lanes, with F16C's instructions for half where the set has them.
+/// Every set gives the scalar functions' bits (tests/test_float16.cpp compares them).
+
+#if defined(BNORM_HAVE_PACKS)
+/// The 32-bit integer lanes of one native register, and the 16-bit values of as many lanes.
+using U32Vec = NativeOf<std::uint32_t>::type;
+using I32Vec = NativeOf<std::int32_t>::type;
+typedef std::uint16_t U16Vec
+    __attribute__((vector_size(kNativeBytes / 2), aligned(kNativeBytes / 2)));
+using FloatVec = Pack<float>::Native;
+
+/// The 16-bit values at p, one per lane, zero-extended.
+inline U32Vec load_u16_lanes(const std::uint16_t* p) {
+  U16Vec h;
+  std::memcpy(&h, p, sizeof h);
+  return __builtin_convertvector(h, U32Vec);
+}
+
+/// The low 16 bits of each lane to p.
+inline void store_u16_lanes(std::uint16_t* p, const U32Vec& v) {
+  const U16Vec h = __builtin_convertvector(v, U16Vec);
+  std::memcpy(p, &h, sizeof h);
+}
+
+/// All lanes s.
+inline U32Vec splat_u32(std::uint32_t s) {
+  return U32Vec{} + s;
+}
+
+// bfloat16_to_float on a register: b << 16
+inline FloatVec bf16_part_to_float(const std::uint16_t* p) {
+  return reinterpret_cast<FloatVec>(load_u16_lanes(p) << 16);
+}
+
+// float_to_bf16 on a register: NaN ? u >> 16 | 0x40 : (u + 0x7FFF + (u >> 16 & 1)) >> 16
+inline void float_part_to_bf16(std::uint16_t* p, const FloatVec& v) {
+  const auto u = reinterpret_cast<U32Vec>(v);
+  const auto a = reinterpret_cast<I32Vec>(u & 0x7FFFFFFFu);
+  const U32Vec rounded = (u + 0x7FFFu + (u >> 16 & 1u)) >> 16, quiet = u >> 16 | 0x0040u;
+  store_u16_lanes(p, a > 0x7F800000 ? quiet : rounded);
+}
+
+// half_to_float on a register (F16C's vcvtph2ps where the set has it)
+inline FloatVec half_part_to_float(const std::uint16_t* p) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  // the zero-masked forms here and below: the plain ones trip a false GCC 12
+  // -Wmaybe-uninitialized (widen_floats in pack.hpp)
+  return reinterpret_cast<FloatVec>(
+      _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+  return reinterpret_cast<FloatVec>(
+      _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#else
+  // e == 31 ? sign | inf | m << 13 (| quiet) : e ? sign | (e + 112) << 23 | m << 13 : m * 2^-24
+  const U32Vec h = load_u16_lanes(p);
+  const U32Vec sign = (h & 0x8000u) << 16, e = h >> 10 & 0x1Fu, m = h & 0x3FFu;
+  const U32Vec special = sign | 0x7F800000u | m << 13 | (m != 0 ? splat_u32(0x00400000u) : 0u);
+  const U32Vec normal = sign | (e + 112u) << 23 | m << 13;
+  const FloatVec small = __builtin_convertvector(reinterpret_cast<I32Vec>(m), FloatVec) * 0x1p-24f;
+  const U32Vec subnormal = sign | reinterpret_cast<U32Vec>(small);
+  return reinterpret_cast<FloatVec>(e == 0x1Fu ? special : e != 0u ? normal : subnormal);
+#endif
+}
+
+// float_to_half on a register (F16C's vcvtps2ph, rounding to nearest even, where the set has it)
+inline void float_part_to_half(std::uint16_t* p, const FloatVec& v) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  _mm256_storeu_si256(
+      reinterpret_cast<__m256i*>(p),
+      _mm512_maskz_cvtps_ph(0xFFFF, reinterpret_cast<__m512>(v), _MM_FROUND_TO_NEAREST_INT));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm256_cvtps_ph(reinterpret_cast<__m256>(v), _MM_FROUND_TO_NEAREST_INT));
+#else
+  // NaN ? quiet | top payload : a >= 2^16 ? inf : a < 2^-14 ? bits(a + 0.5) - bits(0.5) :
+  // (a - 112 << 23 + 0xFFF + (a >> 13 & 1)) >> 13
+  const auto u = reinterpret_cast<U32Vec>(v);
+  const U32Vec a = u & 0x7FFFFFFFu, sign = u >> 16 & 0x8000u;
+  const auto ai = reinterpret_cast<I32Vec>(a);
+  const U32Vec nan = 0x7E00u | (a >> 13 & 0x3FFu);
+  const U32Vec subnormal =
+      reinterpret_cast<U32Vec>(reinterpret_cast<FloatVec>(a) + 0.5f) - 0x3F000000u;
+  const U32Vec normal = (a - 0x38000000u + 0xFFFu + (a >> 13 & 1u)) >> 13;
+  const U32Vec finite = ai < 0x38800000 ? subnormal : normal;
+  const U32Vec r = ai > 0x7F800000 ? nan : ai >= 0x47800000 ? splat_u32(0x7C00u) : finite;
+  store_u16_lanes(p, sign | r);
+#endif
+}
+
+/// The 16 values at p as floats, and back (a register at a time, as load_pack and store_pack).
+inline Pack<float> load_bf16(const std::uint16_t* p) {
+  Pack<float> a;
+  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
+    a.part[j] = bf16_part_to_float(p + j * Pack<float>::kPartLanes);
+  return a;
+}
+inline void store_bf16(std::uint16_t* p, const Pack<float>& a) {
+  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
+    float_part_to_bf16(p + j * Pack<float>::kPartLanes, a.part[j]);
+}
+inline Pack<float> load_half(const std::uint16_t* p) {
+  Pack<float> a;
+  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
+    a.part[j] = half_part_to_float(p + j * Pack<float>::kPartLanes);
+  return a;
+}
+inline void store_half(std::uint16_t* p, const Pack<float>& a) {
+  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
+    float_part_to_half(p + j * Pack<float>::kPartLanes, a.part[j]);
+}
+#endif
+
+/// out[i] = in[i] as floats, i < n, for 16-bit values of the format `half` names (false:
+/// bfloat16): packs, then the scalar form for the last n % 16.
+BNORM_DETAIL_ENTRY void float16_to_float(bool half, const std::uint16_t* in, float* out,
+                                         index_t n) {
+  index_t i = 0;
+#if defined(BNORM_HAVE_PACKS)
+  // out[i] = float(in[i])
+  for (; i + kPackLanes <= n; i += kPackLanes)
+    store_pack(out + i, half ? load_half(in + i) : load_bf16(in + i));
+#endif
+  for (; i < n; ++i) out[i] = half ? half_to_float(in[i]) : bf16_to_float(in[i]);
+}
+
+/// out[i] = in[i] rounded to the 16-bit format `half` names (false: bfloat16), i < n.
+BNORM_DETAIL_ENTRY void float_to_float16(bool half, const float* in, std::uint16_t* out,
+                                         index_t n) {
+  index_t i = 0;
+#if defined(BNORM_HAVE_PACKS)
+  // out[i] = round(in[i])
+  for (; i + kPackLanes <= n; i += kPackLanes) {
+    if (half)
+      store_half(out + i, load_pack(in + i));
+    else
+      store_bf16(out + i, load_pack(in + i));
+  }
+#endif
+  for (; i < n; ++i) out[i] = half ? float_to_half(in[i]) : float_to_bf16(in[i]);
+}
