@@ -4,6 +4,8 @@
 // runs against the scalar functions, bit for bit (the AVX2 and AVX-512 sets use F16C for half).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cfenv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -75,6 +77,8 @@ std::vector<float> rounding_inputs() {
   }
   std::mt19937 gen(16);
   for (int i = 0; i < 200000; ++i) v.push_back(bits_float(static_cast<std::uint32_t>(gen())));
+  // ties and near-ties of half's subnormals and its overflow; also a last partial pack
+  for (float f : {0x1p-25f, 3 * 0x1p-26f, 3 * 0x1p-25f, 65520.0f, 0x1p-14f}) v.push_back(f);
   return v;
 }
 
@@ -149,6 +153,55 @@ std::vector<KernelSet> kernel_sets() {
       {"avx512", d::Isa::avx512, d::avx512::float16_to_float, d::avx512::float_to_float16});
 #endif
   return sets;
+}
+
+// Every conversion of every set, and the scalar ones, under a rounding mode.
+struct Converted {
+  std::vector<float> wide;
+  std::vector<std::uint16_t> narrow;
+  bool operator==(const Converted& o) const {
+    return narrow == o.narrow &&
+           std::equal(wide.begin(), wide.end(), o.wide.begin(), o.wide.end(),
+                      [](float a, float b) { return float_bits(a) == float_bits(b); });
+  }
+};
+Converted convert_all(const std::vector<KernelSet>& sets, const std::vector<std::uint16_t>& codes,
+                      const std::vector<float>& floats) {
+  Converted out;
+  for (const bool half : {false, true}) {
+    for (const KernelSet& set : sets) {
+      std::vector<float> w(codes.size());
+      std::vector<std::uint16_t> n(floats.size());
+      set.widen(half, codes.data(), w.data(), static_cast<bnorm::index_t>(codes.size()));
+      set.narrow(half, floats.data(), n.data(), static_cast<bnorm::index_t>(floats.size()));
+      out.wide.insert(out.wide.end(), w.begin(), w.end());
+      out.narrow.insert(out.narrow.end(), n.begin(), n.end());
+    }
+    for (std::uint16_t c : codes)
+      out.wide.push_back(half ? bnorm::detail::half_to_float(c) : bnorm::detail::bf16_to_float(c));
+    for (float f : floats)
+      out.narrow.push_back(half ? bnorm::detail::float_to_half(f)
+                                : bnorm::detail::float_to_bf16(f));
+  }
+  return out;
+}
+
+// The conversions are integer arithmetic (and F16C's fixed rounding): the same bits whatever
+// rounding mode the program set.
+TEST(Float16, BitsDoNotDependOnTheRoundingMode) {
+  std::vector<KernelSet> sets;
+  for (const KernelSet& set : kernel_sets())
+    if (bnorm::detail::cpu_runs(set.isa)) sets.push_back(set);
+  std::vector<std::uint16_t> codes(0x10000);
+  for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::uint16_t>(i);
+  const std::vector<float> floats = rounding_inputs();
+  const Converted nearest_even = convert_all(sets, codes, floats);
+  for (const int mode : {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO}) {
+    ASSERT_EQ(std::fesetround(mode), 0);
+    const Converted other = convert_all(sets, codes, floats);
+    std::fesetround(FE_TONEAREST);
+    EXPECT_TRUE(other == nearest_even) << "rounding mode " << mode;
+  }
 }
 
 TEST(Float16, EveryKernelSetGivesTheScalarBits) {

@@ -15,6 +15,7 @@
 /// the scalar forms, for the last values of a row and for the code outside the kernels.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -59,11 +60,19 @@ inline float half_to_float(std::uint16_t h) {
   return bits_float(sign | float_bits(static_cast<float>(m) * 0x1p-24f));
 }
 
+/// m >> s rounded to nearest, ties to even, 14 <= s <= 31 and m < 2^24: integer arithmetic, so
+/// the bits do not depend on the floating-point rounding mode (nor do F16C's, whose rounding is
+/// fixed by the instruction).
+inline std::uint32_t shift_round_even(std::uint32_t m, std::uint32_t s) {
+  return (m + (1u << (s - 1)) - 1u + (m >> s & 1u)) >> s;
+}
+
 /// f as half bits, a = |f|'s bits:
 /// - a NaN: quiet, with the top 10 bits of its payload;
 /// - a >= 2^16: infinity;
-/// - a < 2^-14 (half's subnormals): the float sum a + 0.5, whose last place is 2^-24 (half's
-///   subnormal step), rounds a to nearest even; its bits less 0.5's are the half's;
+/// - a < 2^-14 (half's subnormals): a in steps of 2^-24, M >> s rounded to nearest even, with M
+///   the float's mantissa and its implicit bit and s = 126 - (a's exponent), at most 31 (the
+///   float subnormals, under 2^-126, all round to 0);
 /// - otherwise the exponent rebiased (- 112 << 23) and (. + 0xFFF + bit 13) >> 13, the rounding
 ///   of bfloat16's form on 13 bits (65520 and up carry into infinity).
 inline std::uint16_t float_to_half(float f) {
@@ -74,7 +83,7 @@ inline std::uint16_t float_to_half(float f) {
   else if (a >= 0x47800000u)
     r = 0x7C00u;
   else if (a < 0x38800000u)
-    r = float_bits(bits_float(a) + 0.5f) - 0x3F000000u;
+    r = shift_round_even((a & 0x7FFFFFu) | 0x800000u, std::min(126u - (a >> 23), 31u));
   else
     r = (a - 0x38000000u + 0xFFFu + (a >> 13 & 1u)) >> 13;
   return static_cast<std::uint16_t>(sign | r);

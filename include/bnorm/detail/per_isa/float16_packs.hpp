@@ -74,14 +74,18 @@ inline void float_part_to_half(std::uint16_t* p, const FloatVec& v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                    _mm256_cvtps_ph(reinterpret_cast<__m256>(v), _MM_FROUND_TO_NEAREST_INT));
 #else
-  // NaN ? quiet | top payload : a >= 2^16 ? inf : a < 2^-14 ? bits(a + 0.5) - bits(0.5) :
+  // NaN ? quiet | top payload : a >= 2^16 ? inf : a < 2^-14 ? round(M >> min(126 - e, 31)) :
   // (a - 112 << 23 + 0xFFF + (a >> 13 & 1)) >> 13
   const auto u = reinterpret_cast<U32Vec>(v);
   const U32Vec a = u & 0x7FFFFFFFu, sign = u >> 16 & 0x8000u;
   const auto ai = reinterpret_cast<I32Vec>(a);
   const U32Vec nan = 0x7E00u | (a >> 13 & 0x3FFu);
+  const U32Vec mantissa = (a & 0x7FFFFFu) | 0x800000u, e = a >> 23;
+  // 126 - e in [14, 31] (the lanes over 2^-14 take 14: they are not subnormal, and no lane
+  // shifts by its width or more)
+  const U32Vec shift = e > 112u ? splat_u32(14u) : e < 95u ? splat_u32(31u) : 126u - e;
   const U32Vec subnormal =
-      reinterpret_cast<U32Vec>(reinterpret_cast<FloatVec>(a) + 0.5f) - 0x3F000000u;
+      (mantissa + (splat_u32(1u) << (shift - 1u)) - 1u + (mantissa >> shift & 1u)) >> shift;
   const U32Vec normal = (a - 0x38000000u + 0xFFFu + (a >> 13 & 1u)) >> 13;
   const U32Vec finite = ai < 0x38800000 ? subnormal : normal;
   const U32Vec r = ai > 0x7F800000 ? nan : ai >= 0x47800000 ? splat_u32(0x7C00u) : finite;

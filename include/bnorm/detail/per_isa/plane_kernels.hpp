@@ -199,9 +199,9 @@ void put_back(Acc& to, const Acc& from) {
 
 /// Runs f(a) on the accumulator of `slot`: a copy in registers (in_registers, put_back) when it
 /// fits in 16 of the widest ones, the slot itself otherwise. A larger one cannot stay in
-/// registers anyway, and its copies cost more than its work: GatedGradSums (608 bytes under
-/// AVX2) copied in and out of the stack for each 7x7 plane made the ReLU's backward 2.5x the
-/// time of BatchNorm's alone; worked on in place, 1.6x (one thread).
+/// registers anyway, and its whole copies cost more than its work (GatedGradSums, 608 bytes
+/// under AVX2, copied in and out of the stack for each 7x7 plane: ReLU's backward 2.5x the time
+/// of BatchNorm's alone); GatedGradSums overloads this to copy its sums alone (grad_sums.hpp).
 template <class Acc, class F>
 void with_accumulator(Acc& slot, const F& f) {
   if constexpr (sizeof(Acc) <= 16 * sizeof(WideVec)) {
