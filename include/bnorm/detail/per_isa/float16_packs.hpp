@@ -93,26 +93,31 @@ inline void float_part_to_half(std::uint16_t* p, const FloatVec& v) {
 #endif
 }
 
-/// The 16 values at p as floats, and back (a register at a time, as load_pack and store_pack).
-inline Pack<float> load_bf16(const std::uint16_t* p) {
+/// The 16 values at p as floats, and back, a register at a time (as load_pack and store_pack)
+/// with one of the register conversions above.
+template <class Widen>
+Pack<float> load_16bit(const std::uint16_t* p, const Widen& widen) {
   Pack<float> a;
   for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
-    a.part[j] = bf16_part_to_float(p + j * Pack<float>::kPartLanes);
+    a.part[j] = widen(p + j * Pack<float>::kPartLanes);
   return a;
+}
+template <class Narrow>
+void store_16bit(std::uint16_t* p, const Pack<float>& a, const Narrow& narrow) {
+  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
+    narrow(p + j * Pack<float>::kPartLanes, a.part[j]);
+}
+inline Pack<float> load_bf16(const std::uint16_t* p) {
+  return load_16bit(p, bf16_part_to_float);
 }
 inline void store_bf16(std::uint16_t* p, const Pack<float>& a) {
-  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
-    float_part_to_bf16(p + j * Pack<float>::kPartLanes, a.part[j]);
+  store_16bit(p, a, float_part_to_bf16);
 }
 inline Pack<float> load_half(const std::uint16_t* p) {
-  Pack<float> a;
-  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
-    a.part[j] = half_part_to_float(p + j * Pack<float>::kPartLanes);
-  return a;
+  return load_16bit(p, half_part_to_float);
 }
 inline void store_half(std::uint16_t* p, const Pack<float>& a) {
-  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
-    float_part_to_half(p + j * Pack<float>::kPartLanes, a.part[j]);
+  store_16bit(p, a, float_part_to_half);
 }
 #endif
 
