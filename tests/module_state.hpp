@@ -8,6 +8,8 @@
 
 #include <Eigen/Core>
 
+#include <bnorm/detail/element_types.hpp>
+
 namespace bnorm_test {
 
 /// The same bits, sizes included (NaN equals itself; an empty container's data() may be null).
@@ -22,7 +24,7 @@ bool same_bits(const C& a, const C& b) {
 /// running buffers, gradients, the batch count and the mode, compared bitwise.
 template <class T>
 struct ModuleState {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Array = bnorm::detail::ParameterArray<T>;  // float for the 16-bit types
   Array weight, bias, running_mean, running_var, weight_grad, bias_grad;
   std::int64_t batches;
   bool training;

@@ -31,8 +31,8 @@ namespace bnorm::fused {
 /// forward computed it, so it needs neither y nor a mask.
 template <class T>
 struct Relu {
-  const Eigen::Array<T, Eigen::Dynamic, 1>& weight;  ///< the forward's weight (C, or 0)
-  const Eigen::Array<T, Eigen::Dynamic, 1>& bias;    ///< the forward's bias (C, or 0)
+  const bnorm::detail::ParameterArray<T>& weight;  ///< the forward's weight (C, or 0)
+  const bnorm::detail::ParameterArray<T>& bias;    ///< the forward's bias (C, or 0)
 };
 
 namespace detail_relu {
@@ -40,8 +40,8 @@ namespace detail_relu {
 /// gate.
 template <class T>
 bnorm::detail::ReluGate<T> checked_gate(const Relu<T>& relu, index_t channels,
-                                        const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                                        const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                                        const bnorm::detail::ParameterArray<T>& dweight,
+                                        const bnorm::detail::ParameterArray<T>& dbias) {
   using namespace bnorm::detail;
   if (relu.weight.size() != 0 || relu.bias.size() != 0) {
     check_size("relu.weight", relu.weight.size(), channels,
@@ -66,8 +66,8 @@ bnorm::detail::ReluGate<T> checked_gate(const Relu<T>& relu, index_t channels,
 template <class T>
 BatchStatistics forward_training(detail::identity_t<NCHWView<const T>> x,
                                  detail::identity_t<NCHWView<const T>> residual,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                                 const bnorm::detail::ParameterArray<T>& weight,
+                                 const bnorm::detail::ParameterArray<T>& bias, double eps,
                                  NCHWView<T> y, Activation act = Activation::none) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_residual(x, residual, y);
@@ -79,8 +79,8 @@ BatchStatistics forward_training(detail::identity_t<NCHWView<const T>> x,
 /// rules and errors of forward_training (fused.hpp).
 template <class T>
 BatchStatistics forward_training(detail::identity_t<NCHWView<const T>> x,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                                 const bnorm::detail::ParameterArray<T>& weight,
+                                 const bnorm::detail::ParameterArray<T>& bias, double eps,
                                  NCHWView<T> y, Activation act) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_training_count(x);
@@ -93,10 +93,10 @@ BatchStatistics forward_training(detail::identity_t<NCHWView<const T>> x,
 template <class T>
 void forward_inference(detail::identity_t<NCHWView<const T>> x,
                        detail::identity_t<NCHWView<const T>> residual,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                       const bnorm::detail::ParameterArray<T>& weight,
+                       const bnorm::detail::ParameterArray<T>& bias,
+                       const bnorm::detail::ParameterArray<T>& running_mean,
+                       const bnorm::detail::ParameterArray<T>& running_var, double eps,
                        NCHWView<T> y, Activation act = Activation::none) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_residual(x, residual, y);
@@ -110,10 +110,10 @@ void forward_inference(detail::identity_t<NCHWView<const T>> x,
 ///   y = act((x - running_mean) / sqrt(running_var + eps) * weight + bias).
 template <class T>
 void forward_inference(detail::identity_t<NCHWView<const T>> x,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                       const bnorm::detail::ParameterArray<T>& weight,
+                       const bnorm::detail::ParameterArray<T>& bias,
+                       const bnorm::detail::ParameterArray<T>& running_mean,
+                       const bnorm::detail::ParameterArray<T>& running_var, double eps,
                        NCHWView<T> y, Activation act) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
@@ -143,9 +143,9 @@ void relu_backward(detail::identity_t<NCHWView<const T>> y,
 /// relu's arrays must have C elements or 0 (affine = false).
 template <class T>
 void backward(detail::identity_t<NCHWView<const T>> x, detail::identity_t<NCHWView<const T>> dy,
-              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
-              NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+              const bnorm::detail::ParameterArray<T>& weight, const BatchStatistics& stats,
+              NCHWView<T> dx, bnorm::detail::ParameterArray<T>& dweight,
+              bnorm::detail::ParameterArray<T>& dbias, const Relu<T>& relu) {
   detail::check_backward_args(x, dy, weight, dx);
   detail::check_gradient_arrays(weight, dweight, dbias);
   const index_t m = x.n() * x.h() * x.w();
@@ -163,11 +163,11 @@ void backward(detail::identity_t<NCHWView<const T>> x, detail::identity_t<NCHWVi
 template <class T>
 void backward_inference(detail::identity_t<NCHWView<const T>> x,
                         detail::identity_t<NCHWView<const T>> dy,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
-                        NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+                        const bnorm::detail::ParameterArray<T>& weight,
+                        const bnorm::detail::ParameterArray<T>& running_mean,
+                        const bnorm::detail::ParameterArray<T>& running_var, double eps,
+                        NCHWView<T> dx, bnorm::detail::ParameterArray<T>& dweight,
+                        bnorm::detail::ParameterArray<T>& dbias, const Relu<T>& relu) {
   detail::check_backward_args(x, dy, weight, dx);
   detail::check_gradient_arrays(weight, dweight, dbias, &running_mean, &running_var);
   detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
@@ -185,8 +185,8 @@ void backward_inference(detail::identity_t<NCHWView<const T>> x,
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 BatchStatistics forward_training(detail::identity_t<V<const T>> x,
                                  detail::identity_t<V<const T>> residual,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, V<T> y,
+                                 const bnorm::detail::ParameterArray<T>& weight,
+                                 const bnorm::detail::ParameterArray<T>& bias, double eps, V<T> y,
                                  Activation act = Activation::none) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_residual(x, residual, y);
@@ -201,8 +201,8 @@ BatchStatistics forward_training(detail::identity_t<V<const T>> x,
 /// forward_training with an activation, over a rank-3 or rank-5 view.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 BatchStatistics forward_training(detail::identity_t<V<const T>> x,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, V<T> y,
+                                 const bnorm::detail::ParameterArray<T>& weight,
+                                 const bnorm::detail::ParameterArray<T>& bias, double eps, V<T> y,
                                  Activation act) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_training_count(x);
@@ -216,10 +216,10 @@ BatchStatistics forward_training(detail::identity_t<V<const T>> x,
 /// forward_inference with a residual and an activation, over a rank-3 or rank-5 view.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void forward_inference(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> residual,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> y,
+                       const bnorm::detail::ParameterArray<T>& weight,
+                       const bnorm::detail::ParameterArray<T>& bias,
+                       const bnorm::detail::ParameterArray<T>& running_mean,
+                       const bnorm::detail::ParameterArray<T>& running_var, double eps, V<T> y,
                        Activation act = Activation::none) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_residual(x, residual, y);
@@ -232,10 +232,10 @@ void forward_inference(detail::identity_t<V<const T>> x, detail::identity_t<V<co
 /// forward_inference with an activation, over a rank-3 or rank-5 view.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void forward_inference(detail::identity_t<V<const T>> x,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> y,
+                       const bnorm::detail::ParameterArray<T>& weight,
+                       const bnorm::detail::ParameterArray<T>& bias,
+                       const bnorm::detail::ParameterArray<T>& running_mean,
+                       const bnorm::detail::ParameterArray<T>& running_var, double eps, V<T> y,
                        Activation act) {
   detail::check_forward_args(x, weight, bias, eps, y);
   const detail::NchwFace<const T> fx(x);
@@ -247,9 +247,9 @@ void forward_inference(detail::identity_t<V<const T>> x,
 /// backward of y = relu(BN(x)) over rank-3 or rank-5 views.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void backward(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
-              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
-              V<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+              const bnorm::detail::ParameterArray<T>& weight, const BatchStatistics& stats, V<T> dx,
+              bnorm::detail::ParameterArray<T>& dweight, bnorm::detail::ParameterArray<T>& dbias,
+              const Relu<T>& relu) {
   detail::check_backward_args(x, dy, weight, dx);
   const detail::NchwFace<const T> fx(x), fdy(dy);
   detail::NchwFace<T> fdx(dx);
@@ -260,11 +260,11 @@ void backward(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> d
 /// backward_inference of y = relu(BN(x)) over rank-3 or rank-5 views.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void backward_inference(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> dx,
-                        Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const Relu<T>& relu) {
+                        const bnorm::detail::ParameterArray<T>& weight,
+                        const bnorm::detail::ParameterArray<T>& running_mean,
+                        const bnorm::detail::ParameterArray<T>& running_var, double eps, V<T> dx,
+                        bnorm::detail::ParameterArray<T>& dweight,
+                        bnorm::detail::ParameterArray<T>& dbias, const Relu<T>& relu) {
   detail::check_backward_args(x, dy, weight, dx);
   const detail::NchwFace<const T> fx(x), fdy(dy);
   detail::NchwFace<T> fdx(dx);

@@ -50,15 +50,18 @@ BNORM_DETAIL_BEGIN_NO_STAGED
 /// increments num_batches_tracked); backward uses the weight as it is at backward time.
 template <class T, template <class> class View>
 class BatchNorm {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "bnorm::BatchNorm1d/2d/3d<T> are for T = float or double");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
+                    std::is_same_v<T, Eigen::bfloat16> || std::is_same_v<T, Eigen::half>,
+                "bnorm::BatchNorm1d/2d/3d<T> are for T = float, double, Eigen::bfloat16 or "
+                "Eigen::half");
 
  public:
   /// The extents of an input, in the view's logical order.
   using Extents = typename View<T>::extents_type;
 
-  /// Per-channel parameters, buffers and gradients: plain Eigen arrays of C (or 0) elements.
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  /// Per-channel parameters, buffers and gradients: plain Eigen arrays of C (or 0) elements,
+  /// of T, or of float for the 16-bit T (as PyTorch's mixed-type batch norm keeps them).
+  using Array = detail::ParameterArray<T>;
 
   /// What backward needs from one forward. For the fused variant it keeps a view of the
   /// forward's x, so x must outlive it and stay unchanged; the staged variant keeps its cache.
@@ -172,8 +175,8 @@ class BatchNorm {
                               options_.affine ? static_cast<double>(bias_[c]) : 0.0,
                               static_cast<double>(running_mean_[c]),
                               static_cast<double>(running_var_[c]), options_.eps);
-      out.scale[c] = static_cast<T>(scale);
-      out.shift[c] = static_cast<T>(shift);
+      out.scale[c] = static_cast<detail::compute_t<T>>(scale);
+      out.shift[c] = static_cast<detail::compute_t<T>>(shift);
     }
     return out;
   }
@@ -247,7 +250,7 @@ class BatchNorm {
             detail::StagedBackend<T>::forward_training(x, residual, weight_, bias_, eps, y, act);
         mean = detail::StagedBackend<T>::mean(s.cache_);
         var = detail::StagedBackend<T>::var(s.cache_);
-        s.invstd_ = detail::inverse_std<T>(var, eps);
+        s.invstd_ = detail::inverse_std<detail::compute_t<T>>(var, eps);
       } else {
         s.stats_ = residual != nullptr
                        ? fused::forward_training<T>(x, *residual, weight_, bias_, eps, y, act)
@@ -256,9 +259,9 @@ class BatchNorm {
         var = s.stats_.var;
         // the kernels' 1 / sqrt(var + eps), as inverse_std forms it (a serial square root and
         // division a channel: for 4096 channels, a tenth of a 256 x 4096 forward)
-        s.invstd_ = s.stats_.invstd.template cast<T>();
+        s.invstd_ = s.stats_.invstd.template cast<detail::compute_t<T>>();
       }
-      s.mean_ = mean.template cast<T>();
+      s.mean_ = mean.template cast<detail::compute_t<T>>();
       if (training_ && options_.track_running_stats)
         update_running_stats(mean, var, x.per_channel());
     } else {
@@ -275,7 +278,8 @@ class BatchNorm {
           fused::forward_inference<T>(x, weight_, bias_, running_mean_, running_var_, eps, y, act);
       }
       s.mean_ = running_mean_;
-      s.invstd_ = detail::inverse_std<T>(running_var_.template cast<double>(), eps);
+      s.invstd_ =
+          detail::inverse_std<detail::compute_t<T>>(running_var_.template cast<double>(), eps);
     }
     return s;
   }
@@ -359,7 +363,7 @@ class BatchNorm {
     const double f =
         options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(num_batches_tracked_);
     const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
-    detail::update_running(running_mean_, running_var_, mean, var, f, unbias);
+    detail::update_running<T>(running_mean_, running_var_, mean, var, f, unbias);
   }
 
   index_t num_features_;

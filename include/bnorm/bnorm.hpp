@@ -14,8 +14,8 @@
 /// headers that need Eigen's Tensor module, and BatchNorm2d is then fused only: most of the
 /// compile time of a translation unit that uses it is the staged variant (docs/compile_cost.md).
 ///
-/// Defining BNORM_EXTERN_TEMPLATES declares the float and double instances of the fused and
-/// staged free functions `extern template`: the unit then does not compile the kernels, and
+/// Defining BNORM_EXTERN_TEMPLATES declares the float, double, bfloat16 and half instances of
+/// the fused and staged free functions `extern template`: the unit then does not compile the kernels, and
 /// exactly one unit of the program must include <bnorm/instantiate.hpp> (see there).
 #pragma once
 
@@ -35,4 +35,6 @@
 #include "detail/instances.hpp"
 BNORM_DETAIL_INSTANCES(extern template, float)
 BNORM_DETAIL_INSTANCES(extern template, double)
+BNORM_DETAIL_INSTANCES_16BIT(extern template, Eigen::bfloat16)
+BNORM_DETAIL_INSTANCES_16BIT(extern template, Eigen::half)
 #endif

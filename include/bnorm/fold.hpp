@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <type_traits>
 
 #include "batch_norm.hpp"  // also brings detail::identity_t (detail/nchw_face.hpp)
 #include "config.hpp"
@@ -23,6 +24,9 @@ using RowMajorRef = Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, 
 template <class T, class Module>
 void fold_batch_norm(const Module& bn, RowMajorRef<T> weight,
                      Eigen::Array<T, Eigen::Dynamic, 1>& bias) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "bnorm::fold_into is for float and double layers: fold a 16-bit module's "
+                "scale_shift() into the layer's float master weights");
   const Options& o = bn.options();
   const index_t c = bn.num_features();
   // Without running statistics eval normalises with the batch's: no constant map to fold.

@@ -45,8 +45,8 @@ namespace bnorm::fused {
 /// negative or NaN, or M == 1. M == 0 writes nothing and returns zero statistics.
 template <class T>
 BatchStatistics forward_training(NCHWView<const T> x,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
+                                 const bnorm::detail::ParameterArray<T>& weight,
+                                 const bnorm::detail::ParameterArray<T>& bias, double eps,
                                  NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
@@ -58,10 +58,10 @@ BatchStatistics forward_training(NCHWView<const T> x,
 /// Throws bnorm::invalid_argument, before writing anything, when shapes or sizes disagree or eps
 /// is negative or NaN.
 template <class T>
-void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+void forward_inference(NCHWView<const T> x, const bnorm::detail::ParameterArray<T>& weight,
+                       const bnorm::detail::ParameterArray<T>& bias,
+                       const bnorm::detail::ParameterArray<T>& running_mean,
+                       const bnorm::detail::ParameterArray<T>& running_var, double eps,
                        NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
@@ -81,9 +81,9 @@ void forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic
 /// sizes disagree.
 template <class T>
 void backward(NCHWView<const T> x, NCHWView<const T> dy,
-              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
-              NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+              const bnorm::detail::ParameterArray<T>& weight, const BatchStatistics& stats,
+              NCHWView<T> dx, bnorm::detail::ParameterArray<T>& dweight,
+              bnorm::detail::ParameterArray<T>& dbias) {
   bnorm::detail::check_backward_args(x, dy, weight, dx);
   bnorm::detail::check_gradient_arrays(weight, dweight, dbias);
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
@@ -100,11 +100,11 @@ void backward(NCHWView<const T> x, NCHWView<const T> dy,
 /// anything, when shapes or sizes disagree or eps is negative or NaN.
 template <class T>
 void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
-                        NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                        const bnorm::detail::ParameterArray<T>& weight,
+                        const bnorm::detail::ParameterArray<T>& running_mean,
+                        const bnorm::detail::ParameterArray<T>& running_var, double eps,
+                        NCHWView<T> dx, bnorm::detail::ParameterArray<T>& dweight,
+                        bnorm::detail::ParameterArray<T>& dbias) {
   bnorm::detail::check_backward_args(x, dy, weight, dx);
   bnorm::detail::check_gradient_arrays(weight, dweight, dbias, &running_mean, &running_var);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
@@ -162,8 +162,8 @@ inline BatchStatistics finalize(const LocalStatistics& s, double eps) {
 /// y = (x - stats.mean) * stats.invstd * weight + bias with given (e.g. global) statistics.
 template <class T>
 void normalize(NCHWView<const T> x, const BatchStatistics& stats,
-               const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-               const Eigen::Array<T, Eigen::Dynamic, 1>& bias, NCHWView<T> y) {
+               const bnorm::detail::ParameterArray<T>& weight,
+               const bnorm::detail::ParameterArray<T>& bias, NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, 0.0, y);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");
   bnorm::detail::check_size("stats.invstd", stats.invstd.size(), x.c(), "the channels of x");
@@ -185,7 +185,7 @@ GradientSums local_gradient_sums(NCHWView<const T> x, NCHWView<const T> dy,
 /// with M = stats.count, the whole batch's values per channel.
 template <class T>
 void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
-                    const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
+                    const bnorm::detail::ParameterArray<T>& weight, const BatchStatistics& stats,
                     const GradientSums& sums, NCHWView<T> dx) {
   bnorm::detail::check_backward_args(x, dy, weight, dx);
   bnorm::detail::check_size("stats.mean", stats.mean.size(), x.c(), "the channels of x");

@@ -227,8 +227,8 @@ class SyncBatchNorm {
     const Options& o = local_.options_;
     s.stats_ = fused::finalize(total, o.eps);
     fused::normalize(x, s.stats_, local_.weight_, local_.bias_, y);
-    s.mean_ = s.stats_.mean.template cast<T>();
-    s.invstd_ = s.stats_.invstd.template cast<T>();
+    s.mean_ = s.stats_.mean.template cast<bnorm::detail::compute_t<T>>();
+    s.invstd_ = s.stats_.invstd.template cast<bnorm::detail::compute_t<T>>();
     if (o.track_running_stats)
       local_.update_running_stats(s.stats_.mean, s.stats_.var, total.count);
     return s;

@@ -10,7 +10,7 @@
 /// are checked on the views as given, so messages speak of their own shapes.
 ///
 /// The input view is not deduced: pass it const or not; T and the view kind are taken from the
-/// output view (and the arrays).
+/// output view.
 #pragma once
 
 #include <Eigen/Core>
@@ -30,9 +30,8 @@ namespace fused {
 /// or N*D*H*W values of each channel, y = (x - mean) * invstd * weight + bias.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 BatchStatistics forward_training(detail::identity_t<V<const T>> x,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
-                                 V<T> y) {
+                                 const bnorm::detail::ParameterArray<T>& weight,
+                                 const bnorm::detail::ParameterArray<T>& bias, double eps, V<T> y) {
   detail::check_forward_args(x, weight, bias, eps, y);
   detail::check_training_count(x);
   const detail::NchwFace<const T> fx(x);
@@ -46,10 +45,10 @@ BatchStatistics forward_training(detail::identity_t<V<const T>> x,
 /// y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void forward_inference(detail::identity_t<V<const T>> x,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> y) {
+                       const bnorm::detail::ParameterArray<T>& weight,
+                       const bnorm::detail::ParameterArray<T>& bias,
+                       const bnorm::detail::ParameterArray<T>& running_mean,
+                       const bnorm::detail::ParameterArray<T>& running_var, double eps, V<T> y) {
   detail::check_forward_args(x, weight, bias, eps, y);
   const detail::NchwFace<const T> fx(x);
   detail::NchwFace<T> fy(y);
@@ -61,9 +60,8 @@ void forward_inference(detail::identity_t<V<const T>> x,
 ///   dx = weight * invstd / M * (M * dy - sum dy - xhat * sum(dy * xhat)).
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void backward(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
-              const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
-              V<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+              const bnorm::detail::ParameterArray<T>& weight, const BatchStatistics& stats, V<T> dx,
+              bnorm::detail::ParameterArray<T>& dweight, bnorm::detail::ParameterArray<T>& dbias) {
   detail::check_backward_args(x, dy, weight, dx);
   const detail::NchwFace<const T> fx(x), fdy(dy);
   detail::NchwFace<T> fdx(dx);
@@ -74,11 +72,11 @@ void backward(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> d
 /// backward_inference (fused.hpp) over rank-3 or rank-5 views: dx = dy * weight * invstd.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void backward_inference(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps, V<T> dx,
-                        Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                        Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                        const bnorm::detail::ParameterArray<T>& weight,
+                        const bnorm::detail::ParameterArray<T>& running_mean,
+                        const bnorm::detail::ParameterArray<T>& running_var, double eps, V<T> dx,
+                        bnorm::detail::ParameterArray<T>& dweight,
+                        bnorm::detail::ParameterArray<T>& dbias) {
   detail::check_backward_args(x, dy, weight, dx);
   const detail::NchwFace<const T> fx(x), fdy(dy);
   detail::NchwFace<T> fdx(dx);
@@ -96,8 +94,8 @@ LocalStatistics local_statistics(V<T> x) {
 /// normalize (fused.hpp) of a rank-3 or rank-5 view with given statistics.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void normalize(detail::identity_t<V<const T>> x, const BatchStatistics& stats,
-               const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-               const Eigen::Array<T, Eigen::Dynamic, 1>& bias, V<T> y) {
+               const bnorm::detail::ParameterArray<T>& weight,
+               const bnorm::detail::ParameterArray<T>& bias, V<T> y) {
   detail::check_forward_args(x, weight, bias, 0.0, y);
   const detail::NchwFace<const T> fx(x);
   detail::NchwFace<T> fy(y);
@@ -116,7 +114,7 @@ GradientSums local_gradient_sums(V<const T> x, detail::identity_t<V<const T>> dy
 /// backward_input (fused.hpp) of rank-3 or rank-5 views.
 template <class T, template <class> class V, detail::if_other_rank<V> = 0>
 void backward_input(detail::identity_t<V<const T>> x, detail::identity_t<V<const T>> dy,
-                    const Eigen::Array<T, Eigen::Dynamic, 1>& weight, const BatchStatistics& stats,
+                    const bnorm::detail::ParameterArray<T>& weight, const BatchStatistics& stats,
                     const GradientSums& sums, V<T> dx) {
   detail::check_backward_args(x, dy, weight, dx);
   const detail::NchwFace<const T> fx(x), fdy(dy);
@@ -133,8 +131,8 @@ namespace staged {
 /// forward_training (staged.hpp) over a rank-3 or rank-5 view, the nine steps on its NCHW face.
 template <class T, template <class> class V, bnorm::detail::if_other_rank<V> = 0>
 Cache<T> forward_training(bnorm::detail::identity_t<V<const T>> x,
-                          const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                          const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, V<T> y) {
+                          const bnorm::detail::ParameterArray<T>& weight,
+                          const bnorm::detail::ParameterArray<T>& bias, double eps, V<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
   const bnorm::detail::NchwFace<const T> fx(x);
@@ -148,10 +146,10 @@ Cache<T> forward_training(bnorm::detail::identity_t<V<const T>> x,
 /// forward_inference (staged.hpp) over a rank-3 or rank-5 view.
 template <class T, template <class> class V, bnorm::detail::if_other_rank<V> = 0>
 Cache<T> forward_inference(bnorm::detail::identity_t<V<const T>> x,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+                           const bnorm::detail::ParameterArray<T>& weight,
+                           const bnorm::detail::ParameterArray<T>& bias,
+                           const bnorm::detail::ParameterArray<T>& running_mean,
+                           const bnorm::detail::ParameterArray<T>& running_var, double eps,
                            V<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   const bnorm::detail::NchwFace<const T> fx(x);
@@ -165,8 +163,7 @@ Cache<T> forward_inference(bnorm::detail::identity_t<V<const T>> x,
 /// backward (staged.hpp) over rank-3 or rank-5 views, with the forward's weight.
 template <class T, template <class> class V, bnorm::detail::if_other_rank<V> = 0>
 void backward(const Cache<T>& k, bnorm::detail::identity_t<V<const T>> dy, V<T> dx,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+              bnorm::detail::ParameterArray<T>& dweight, bnorm::detail::ParameterArray<T>& dbias) {
   detail::check_backward(k, dy, dx, dweight, dbias);
   const bnorm::detail::NchwFace<const T> fdy(dy);
   bnorm::detail::NchwFace<T> fdx(dx);
@@ -176,16 +173,15 @@ void backward(const Cache<T>& k, bnorm::detail::identity_t<V<const T>> dy, V<T> 
 
 /// backward (staged.hpp) over rank-3 or rank-5 views, with `weight` as it is now.
 template <class T, template <class> class V, bnorm::detail::if_other_rank<V> = 0>
-void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+void backward(const Cache<T>& k, const bnorm::detail::ParameterArray<T>& weight,
               bnorm::detail::identity_t<V<const T>> dy, V<T> dx,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+              bnorm::detail::ParameterArray<T>& dweight, bnorm::detail::ParameterArray<T>& dbias) {
   detail::check_backward(k, dy, dx, dweight, dbias);
   detail::check_backward_weight(k, weight, dweight, dbias);
   const bnorm::detail::NchwFace<const T> fdy(dy);
   bnorm::detail::NchwFace<T> fdx(dx);
-  detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), *fdy, *fdx, dweight,
-                         dbias);
+  detail::backward_steps(k, detail::vector_or(weight, k.channels(), bnorm::detail::staged_t<T>(1)),
+                         *fdy, *fdx, dweight, dbias);
   fdx.write_back();
 }
 

@@ -18,6 +18,7 @@
 
 #include "config.hpp"
 #include "detail/checks.hpp"
+#include "detail/element_types.hpp"
 #include "detail/staged_nodes.hpp"
 #include "nchw_view.hpp"
 
@@ -26,26 +27,27 @@ namespace bnorm::staged {
 /// The intermediates of one forward pass, named after the notebook's steps.
 template <class T>
 struct Cache {
+  using S = bnorm::detail::staged_t<T>;  ///< what the steps compute in: T, double for 16 bits
   /// true: mu and var are the batch's, functions of x (training); false: the running
   /// statistics, constants of the forward (eval), so backward stops at step 7.
   bool batch_statistics = true;
   bool affine = true;     ///< false: gamma = 1, beta = 0 and no parameter gradients
-  T eps = T(0);           ///< added to var in step 5
-  Tensor1<T> mu;          ///< step 1: the mean (running_mean in eval)
-  Tensor1<T> var;         ///< step 4: the biased variance (running_var in eval)
-  Tensor1<T> sqrtvar;     ///< step 5: sqrt(var + eps)
-  Tensor1<T> ivar;        ///< step 6: 1 / sqrtvar
-  Tensor1<T> gamma;       ///< the weight (ones without affine)
-  Tensor1<T> beta;        ///< the bias (zeros without affine)
-  Tensor4<T> xmu;         ///< step 2: x - mu
-  Tensor4<T> sq;          ///< step 3: xmu^2 (not computed in eval)
-  Tensor4<T> xhat;        ///< step 7: xmu * ivar
-  Tensor4<T> gammax;      ///< step 8: gamma * xhat
-  Tensor4<T> out;         ///< step 9: gammax + beta, BN(x)
+  S eps = S(0);           ///< added to var in step 5
+  Tensor1<S> mu;          ///< step 1: the mean (running_mean in eval)
+  Tensor1<S> var;         ///< step 4: the biased variance (running_var in eval)
+  Tensor1<S> sqrtvar;     ///< step 5: sqrt(var + eps)
+  Tensor1<S> ivar;        ///< step 6: 1 / sqrtvar
+  Tensor1<S> gamma;       ///< the weight (ones without affine)
+  Tensor1<S> beta;        ///< the bias (zeros without affine)
+  Tensor4<S> xmu;         ///< step 2: x - mu
+  Tensor4<S> sq;          ///< step 3: xmu^2 (not computed in eval)
+  Tensor4<S> xhat;        ///< step 7: xmu * ivar
+  Tensor4<S> gammax;      ///< step 8: gamma * xhat
+  Tensor4<S> out;         ///< step 9: gammax + beta, BN(x)
   bool residual = false;  ///< step 10 ran: a residual was added
   Activation activation = Activation::none;  ///< step 11's activation (none: no step 11)
-  Tensor4<T> added;                          ///< step 10: out + residual (empty without a residual)
-  Tensor4<T> activated;  ///< step 11: relu of out or added (empty without an activation)
+  Tensor4<S> added;                          ///< step 10: out + residual (empty without a residual)
+  Tensor4<S> activated;  ///< step 11: relu of out or added (empty without an activation)
   /// The forward's x extents as its view gave them: (N, C, H, W), or (N, C, L) and
   /// (N, C, D, H, W) for the rank-3 and rank-5 views, whose steps run on (N, C, 1, L) and
   /// (N, C, D*H, W) (other_ranks.hpp). backward checks dy against them.
@@ -56,113 +58,121 @@ struct Cache {
   /// C.
   index_t channels() const { return static_cast<index_t>(mu.size()); }
   /// The input of step 11: added with a residual, else out.
-  const Tensor4<T>& pre_activation() const { return residual ? added : out; }
+  const Tensor4<S>& pre_activation() const { return residual ? added : out; }
   /// The output y: the last step's.
-  const Tensor4<T>& output() const {
+  const Tensor4<S>& output() const {
     return activation != Activation::none ? activated : pre_activation();
   }
 };
 
 namespace detail {
 
+/// v's values in the staged type (exactly).
 template <class T>
-Tensor4<T> load(const NCHWView<const T>& v) {
-  Tensor4<T> t(v.n(), v.c(), v.h(), v.w());
+Tensor4<bnorm::detail::staged_t<T>> load(const NCHWView<const T>& v) {
+  using S = bnorm::detail::staged_t<T>;
+  Tensor4<S> t(v.n(), v.c(), v.h(), v.w());
   for (index_t n = 0; n < v.n(); ++n)
     for (index_t c = 0; c < v.c(); ++c)
       for (index_t h = 0; h < v.h(); ++h)
-        for (index_t w = 0; w < v.w(); ++w) t(n, c, h, w) = v(n, c, h, w);
+        for (index_t w = 0; w < v.w(); ++w)
+          t(n, c, h, w) = static_cast<S>(bnorm::detail::to_compute(v(n, c, h, w)));
   return t;
 }
 
+/// t's values rounded once to v's type.
 template <class T>
-void store(const Tensor4<T>& t, const NCHWView<T>& v) {
+void store(const Tensor4<bnorm::detail::staged_t<T>>& t, const NCHWView<T>& v) {
   for (index_t n = 0; n < v.n(); ++n)
     for (index_t c = 0; c < v.c(); ++c)
       for (index_t h = 0; h < v.h(); ++h)
-        for (index_t w = 0; w < v.w(); ++w) v(n, c, h, w) = t(n, c, h, w);
+        for (index_t w = 0; w < v.w(); ++w)
+          v(n, c, h, w) = bnorm::detail::round_from_staged<T>(t(n, c, h, w));
 }
 
-template <class T>
-Tensor1<T> vector_or(const Eigen::Array<T, Eigen::Dynamic, 1>& a, index_t channels, T fill) {
-  Tensor1<T> t(channels);
-  for (index_t c = 0; c < channels; ++c) t(c) = a.size() == 0 ? fill : a[c];
+/// a's C values in S, or C times `fill` when a is empty.
+template <class S, class U>
+Tensor1<S> vector_or(const Eigen::Array<U, Eigen::Dynamic, 1>& a, index_t channels, S fill) {
+  Tensor1<S> t(channels);
+  for (index_t c = 0; c < channels; ++c) t(c) = a.size() == 0 ? fill : static_cast<S>(a[c]);
   return t;
 }
 
 /// Steps 7 to 9, shared by training and eval.
 template <class T>
-void normalise(Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-               const Eigen::Array<T, Eigen::Dynamic, 1>& bias) {
+void normalise(Cache<T>& k, const bnorm::detail::ParameterArray<T>& weight,
+               const bnorm::detail::ParameterArray<T>& bias) {
+  using S = bnorm::detail::staged_t<T>;
   const index_t channels = k.mu.size();
   k.affine = weight.size() != 0;
-  k.gamma = vector_or(weight, channels, T(1));
-  k.beta = vector_or(bias, channels, T(0));
-  k.xhat = nodes::MulChannel::forward<T>(k.xmu, k.ivar);        // step 7
-  k.gammax = nodes::MulChannel::forward<T>(k.xhat, k.gamma);    // step 8
-  k.out = nodes::AddChannel<+1>::forward<T>(k.gammax, k.beta);  // step 9
+  k.gamma = vector_or(weight, channels, S(1));
+  k.beta = vector_or(bias, channels, S(0));
+  k.xhat = nodes::MulChannel::forward<S>(k.xmu, k.ivar);        // step 7
+  k.gammax = nodes::MulChannel::forward<S>(k.xhat, k.gamma);    // step 8
+  k.out = nodes::AddChannel<+1>::forward<S>(k.gammax, k.beta);  // step 9
 }
 
 /// The cache of a forward over an empty x (mu and var set): the shapes and the per-channel
 /// steps, and no element (N may be huge when C or H*W is 0, so nothing loops over it).
 template <class T>
 void finish_empty(Cache<T>& k, const NCHWView<const T>& x,
-                  const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                  const Eigen::Array<T, Eigen::Dynamic, 1>& bias) {
-  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);
-  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);
+                  const bnorm::detail::ParameterArray<T>& weight,
+                  const bnorm::detail::ParameterArray<T>& bias) {
+  using S = bnorm::detail::staged_t<T>;
+  k.sqrtvar = nodes::SqrtEps::forward<S>(k.var, k.eps);
+  k.ivar = nodes::Reciprocal::forward<S>(k.sqrtvar);
   k.affine = weight.size() != 0;
-  k.gamma = vector_or(weight, x.c(), T(1));
-  k.beta = vector_or(bias, x.c(), T(0));
-  const Tensor4<T> none(x.n(), x.c(), x.h(), x.w());
+  k.gamma = vector_or(weight, x.c(), S(1));
+  k.beta = vector_or(bias, x.c(), S(0));
+  const Tensor4<S> none(x.n(), x.c(), x.h(), x.w());
   k.xmu = k.sq = k.xhat = k.gammax = k.out = none;
 }
 
 /// Steps 1 to 9 with batch statistics, nothing stored; the arguments are already checked.
 template <class T>
-Cache<T> training_steps(const NCHWView<const T>& x,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps) {
+Cache<T> training_steps(const NCHWView<const T>& x, const bnorm::detail::ParameterArray<T>& weight,
+                        const bnorm::detail::ParameterArray<T>& bias, double eps) {
+  using S = bnorm::detail::staged_t<T>;
   Cache<T> k;
-  k.eps = static_cast<T>(eps);
+  k.eps = static_cast<S>(eps);
   k.extents.assign(x.extents().begin(), x.extents().end());
   if (x.size() == 0) {  // statistics of no values: 0, as the fused variant reports them
-    k.mu = vector_or(Eigen::Array<T, Eigen::Dynamic, 1>(), x.c(), T(0));
+    k.mu = vector_or(bnorm::detail::ParameterArray<T>(), x.c(), S(0));
     k.var = k.mu;
     finish_empty(k, x, weight, bias);
     return k;
   }
-  const Tensor4<T> xt = load(x);
-  k.mu = nodes::ChannelMean::forward<T>(xt);             // step 1
-  k.xmu = nodes::AddChannel<-1>::forward<T>(xt, k.mu);   // step 2
-  k.sq = nodes::Square::forward<T>(k.xmu);               // step 3
-  k.var = nodes::ChannelMean::forward<T>(k.sq);          // step 4
-  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);  // step 5
-  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);     // step 6
+  const Tensor4<S> xt = load(x);
+  k.mu = nodes::ChannelMean::forward<S>(xt);             // step 1
+  k.xmu = nodes::AddChannel<-1>::forward<S>(xt, k.mu);   // step 2
+  k.sq = nodes::Square::forward<S>(k.xmu);               // step 3
+  k.var = nodes::ChannelMean::forward<S>(k.sq);          // step 4
+  k.sqrtvar = nodes::SqrtEps::forward<S>(k.var, k.eps);  // step 5
+  k.ivar = nodes::Reciprocal::forward<S>(k.sqrtvar);     // step 6
   normalise(k, weight, bias);                            // steps 7-9
   return k;
 }
 
 /// Steps 2 and 5 to 9 with the running statistics, nothing stored; the arguments are checked.
 template <class T>
-Cache<T> inference_steps(const NCHWView<const T>& x,
-                         const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                         const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                         const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                         const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps) {
+Cache<T> inference_steps(const NCHWView<const T>& x, const bnorm::detail::ParameterArray<T>& weight,
+                         const bnorm::detail::ParameterArray<T>& bias,
+                         const bnorm::detail::ParameterArray<T>& running_mean,
+                         const bnorm::detail::ParameterArray<T>& running_var, double eps) {
+  using S = bnorm::detail::staged_t<T>;
   Cache<T> k;
   k.batch_statistics = false;
-  k.eps = static_cast<T>(eps);
+  k.eps = static_cast<S>(eps);
   k.extents.assign(x.extents().begin(), x.extents().end());
-  k.mu = vector_or(running_mean, x.c(), T(0));
-  k.var = vector_or(running_var, x.c(), T(1));
+  k.mu = vector_or(running_mean, x.c(), S(0));
+  k.var = vector_or(running_var, x.c(), S(1));
   if (x.size() == 0) {
     finish_empty(k, x, weight, bias);
     return k;
   }
-  k.xmu = nodes::AddChannel<-1>::forward<T>(load(x), k.mu);  // step 2
-  k.sqrtvar = nodes::SqrtEps::forward<T>(k.var, k.eps);      // step 5
-  k.ivar = nodes::Reciprocal::forward<T>(k.sqrtvar);         // step 6
+  k.xmu = nodes::AddChannel<-1>::forward<S>(load(x), k.mu);  // step 2
+  k.sqrtvar = nodes::SqrtEps::forward<S>(k.var, k.eps);      // step 5
+  k.ivar = nodes::Reciprocal::forward<S>(k.sqrtvar);         // step 6
   normalise(k, weight, bias);                                // steps 7-9
   return k;
 }
@@ -171,6 +181,7 @@ Cache<T> inference_steps(const NCHWView<const T>& x,
 /// have the forward's shape.
 template <class T>
 void epilogue_steps(Cache<T>& k, const NCHWView<const T>* residual, Activation act) {
+  using S = bnorm::detail::staged_t<T>;
   k.residual = residual != nullptr;
   k.activation = act;
   if (k.out.size() == 0) {  // no element (and N may be huge): the empty tensors as they are
@@ -178,8 +189,8 @@ void epilogue_steps(Cache<T>& k, const NCHWView<const T>* residual, Activation a
     if (act != Activation::none) k.activated = k.out;
     return;
   }
-  if (k.residual) k.added = nodes::Add::forward<T>(k.out, load(*residual));  // step 10
-  if (act == Activation::relu) k.activated = nodes::Relu::forward<T>(k.pre_activation());  // 11
+  if (k.residual) k.added = nodes::Add::forward<S>(k.out, load(*residual));  // step 10
+  if (act == Activation::relu) k.activated = nodes::Relu::forward<S>(k.pre_activation());  // 11
 }
 
 }  // namespace detail
@@ -190,9 +201,8 @@ void epilogue_steps(Cache<T>& k, const NCHWView<const T>* residual, Activation a
 /// writing anything, on mismatched shapes or sizes, a y whose layout is not unique or that
 /// partially overlaps x, a negative or NaN eps, or M == 1.
 template <class T>
-Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                          const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps,
-                          NCHWView<T> y) {
+Cache<T> forward_training(NCHWView<const T> x, const bnorm::detail::ParameterArray<T>& weight,
+                          const bnorm::detail::ParameterArray<T>& bias, double eps, NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_training_count(x);
   Cache<T> k = detail::training_steps(x, weight, bias, eps);
@@ -205,10 +215,10 @@ Cache<T> forward_training(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dyna
 /// before writing anything, on mismatched shapes or sizes, a y whose layout is not unique or
 /// that partially overlaps x, or a negative or NaN eps.
 template <class T>
-Cache<T> forward_inference(NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
+Cache<T> forward_inference(NCHWView<const T> x, const bnorm::detail::ParameterArray<T>& weight,
+                           const bnorm::detail::ParameterArray<T>& bias,
+                           const bnorm::detail::ParameterArray<T>& running_mean,
+                           const bnorm::detail::ParameterArray<T>& running_var, double eps,
                            NCHWView<T> y) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
@@ -223,10 +233,11 @@ namespace detail {
 /// Steps 11 to 0 of the backward with weight `gamma`, dL/dresidual (step 10's) stored into
 /// *dresidual when given; the arguments are already checked.
 template <class T>
-void backward_steps(const Cache<T>& k, const Tensor1<T>& gamma, NCHWView<const T> dy,
-                    NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                    Eigen::Array<T, Eigen::Dynamic, 1>& dbias,
+void backward_steps(const Cache<T>& k, const Tensor1<bnorm::detail::staged_t<T>>& gamma,
+                    NCHWView<const T> dy, NCHWView<T> dx, bnorm::detail::ParameterArray<T>& dweight,
+                    bnorm::detail::ParameterArray<T>& dbias,
                     const NCHWView<T>* dresidual = nullptr) {
+  using S = bnorm::detail::staged_t<T>;
   using namespace nodes;
   const Shape s = k.shape();
   if (dy.size() == 0) {  // no element: gradients 0, as the fused variant gives
@@ -234,42 +245,42 @@ void backward_steps(const Cache<T>& k, const Tensor1<T>& gamma, NCHWView<const T
     dbias.setZero(k.affine ? k.channels() : 0);
     return;
   }
-  Tensor4<T> dout = load(dy);
+  Tensor4<S> dout = load(dy);
   if (k.activation == Activation::relu)
-    dout = Relu::backward<T>(k.pre_activation(), dout);  // step 11
+    dout = Relu::backward<S>(k.pre_activation(), dout);  // step 11
   if (k.residual) {
-    auto [dbn, dres] = Add::backward<T>(dout);  // step 10
+    auto [dbn, dres] = Add::backward<S>(dout);  // step 10
     if (dresidual != nullptr) store(dres, *dresidual);
     dout = dbn;
   }
-  auto [dgammax, dbeta] = AddChannel<+1>::backward<T>(dout);               // step 9
-  auto [dxhat, dgamma] = MulChannel::backward<T>(k.xhat, gamma, dgammax);  // step 8
-  auto [dxmu1, divar] = MulChannel::backward<T>(k.xmu, k.ivar, dxhat);     // step 7
-  Tensor4<T> dxt = dxmu1;
+  auto [dgammax, dbeta] = AddChannel<+1>::backward<S>(dout);               // step 9
+  auto [dxhat, dgamma] = MulChannel::backward<S>(k.xhat, gamma, dgammax);  // step 8
+  auto [dxmu1, divar] = MulChannel::backward<S>(k.xmu, k.ivar, dxhat);     // step 7
+  Tensor4<S> dxt = dxmu1;
   if (k.batch_statistics) {
-    const Tensor1<T> dsqrtvar = Reciprocal::backward<T>(k.sqrtvar, divar);     // step 6
-    const Tensor1<T> dvar = SqrtEps::backward<T>(k.var, k.eps, dsqrtvar);      // step 5
-    const Tensor4<T> dsq = ChannelMean::backward<T>(dvar, s);                  // step 4
-    const Tensor4<T> dxmu2 = Square::backward<T>(k.xmu, dsq);                  // step 3
-    auto [dx1, dmu] = AddChannel<-1>::backward<T>(Tensor4<T>(dxmu1 + dxmu2));  // step 2
-    const Tensor4<T> dx2 = ChannelMean::backward<T>(dmu, s);                   // step 1
+    const Tensor1<S> dsqrtvar = Reciprocal::backward<S>(k.sqrtvar, divar);     // step 6
+    const Tensor1<S> dvar = SqrtEps::backward<S>(k.var, k.eps, dsqrtvar);      // step 5
+    const Tensor4<S> dsq = ChannelMean::backward<S>(dvar, s);                  // step 4
+    const Tensor4<S> dxmu2 = Square::backward<S>(k.xmu, dsq);                  // step 3
+    auto [dx1, dmu] = AddChannel<-1>::backward<S>(Tensor4<S>(dxmu1 + dxmu2));  // step 2
+    const Tensor4<S> dx2 = ChannelMean::backward<S>(dmu, s);                   // step 1
     dxt = dx1 + dx2;                                                           // step 0
   }
   store(dxt, dx);
   const index_t channels = k.affine ? k.channels() : 0;
   dweight.resize(channels);
   dbias.resize(channels);
-  for (index_t c = 0; c < channels; ++c) {
-    dweight[c] = dgamma(c);
-    dbias[c] = dbeta(c);
+  for (index_t c = 0; c < channels; ++c) {  // (rounded once to the parameters' type)
+    dweight[c] = static_cast<bnorm::detail::compute_t<T>>(dgamma(c));
+    dbias[c] = static_cast<bnorm::detail::compute_t<T>>(dbeta(c));
   }
 }
 
 /// backward's checks of dy and dx (views of any rank) and of the gradient arrays.
 template <class T, template <class> class V>
 void check_backward(const Cache<T>& k, const V<const T>& dy, const V<T>& dx,
-                    const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                    const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+                    const bnorm::detail::ParameterArray<T>& dweight,
+                    const bnorm::detail::ParameterArray<T>& dbias) {
   bnorm::detail::require(
       std::equal(k.extents.begin(), k.extents.end(), dy.extents().begin(), dy.extents().end()),
       "dy has shape ", bnorm::detail::shape_text(dy.extents()), ", expected ",
@@ -281,9 +292,9 @@ void check_backward(const Cache<T>& k, const V<const T>& dy, const V<T>& dx,
 
 /// The weight given to backward: C elements or none, and not a gradient array.
 template <class T>
-void check_backward_weight(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+void check_backward_weight(const Cache<T>& k, const bnorm::detail::ParameterArray<T>& weight,
+                           const bnorm::detail::ParameterArray<T>& dweight,
+                           const bnorm::detail::ParameterArray<T>& dbias) {
   if (weight.size() != 0)
     bnorm::detail::check_size("weight", weight.size(), k.channels(), "the channels of x");
   bnorm::detail::check_distinct_arrays("dweight", dweight, "weight", weight);
@@ -299,8 +310,7 @@ void check_backward_weight(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynam
 /// dweight and dbias are the same array.
 template <class T>
 void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+              bnorm::detail::ParameterArray<T>& dweight, bnorm::detail::ParameterArray<T>& dbias) {
   detail::check_backward(k, dy, dx, dweight, dbias);
   detail::backward_steps(k, k.gamma, dy, dx, dweight, dbias);
 }
@@ -308,12 +318,13 @@ void backward(const Cache<T>& k, NCHWView<const T> dy, NCHWView<T> dx,
 /// Backward as above with `weight` (C elements, or 0 for ones) in place of the forward's: the
 /// weight as it is when backward runs, which is what BatchNorm2d uses, like the fused variant.
 template <class T>
-void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-              NCHWView<const T> dy, NCHWView<T> dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+void backward(const Cache<T>& k, const bnorm::detail::ParameterArray<T>& weight,
+              NCHWView<const T> dy, NCHWView<T> dx, bnorm::detail::ParameterArray<T>& dweight,
+              bnorm::detail::ParameterArray<T>& dbias) {
+  using S = bnorm::detail::staged_t<T>;
   detail::check_backward(k, dy, dx, dweight, dbias);
   detail::check_backward_weight(k, weight, dweight, dbias);
-  detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), dy, dx, dweight, dbias);
+  detail::backward_steps(k, detail::vector_or(weight, k.channels(), S(1)), dy, dx, dweight, dbias);
 }
 
 }  // namespace bnorm::staged

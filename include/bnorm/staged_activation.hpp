@@ -43,8 +43,8 @@ Cache<T> finish_forward(Cache<T> k, const V<const T>& x, const V<const T>* resid
 template <class T, template <class> class V>
 Cache<T> forward_training(bnorm::detail::identity_t<V<const T>> x,
                           const bnorm::detail::identity_t<V<const T>>* residual,
-                          const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                          const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, V<T> y,
+                          const bnorm::detail::ParameterArray<T>& weight,
+                          const bnorm::detail::ParameterArray<T>& bias, double eps, V<T> y,
                           Activation act) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   if (residual != nullptr) bnorm::detail::check_residual(x, *residual, y);
@@ -59,11 +59,11 @@ Cache<T> forward_training(bnorm::detail::identity_t<V<const T>> x,
 template <class T, template <class> class V>
 Cache<T> forward_inference(bnorm::detail::identity_t<V<const T>> x,
                            const bnorm::detail::identity_t<V<const T>>* residual,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
-                           V<T> y, Activation act) {
+                           const bnorm::detail::ParameterArray<T>& weight,
+                           const bnorm::detail::ParameterArray<T>& bias,
+                           const bnorm::detail::ParameterArray<T>& running_mean,
+                           const bnorm::detail::ParameterArray<T>& running_var, double eps, V<T> y,
+                           Activation act) {
   bnorm::detail::check_forward_args(x, weight, bias, eps, y);
   if (residual != nullptr) bnorm::detail::check_residual(x, *residual, y);
   bnorm::detail::check_size("running_mean", running_mean.size(), x.c(), "the channels of x");
@@ -80,10 +80,10 @@ Cache<T> forward_inference(bnorm::detail::identity_t<V<const T>> x,
 /// bnorm::invalid_argument, before writing anything, for the errors of backward (staged.hpp)
 /// and a dresidual of another shape, overlapping, or given without a residual.
 template <class T, template <class> class V>
-void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+void backward(const Cache<T>& k, const bnorm::detail::ParameterArray<T>& weight,
               bnorm::detail::identity_t<V<const T>> dy, V<T> dx, const V<T>* dresidual,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-              Eigen::Array<T, Eigen::Dynamic, 1>& dbias) {
+              bnorm::detail::ParameterArray<T>& dweight, bnorm::detail::ParameterArray<T>& dbias) {
+  using S = bnorm::detail::staged_t<T>;
   detail::check_backward(k, dy, dx, dweight, dbias);
   detail::check_backward_weight(k, weight, dweight, dbias);
   if (dresidual != nullptr) {
@@ -94,7 +94,7 @@ void backward(const Cache<T>& k, const Eigen::Array<T, Eigen::Dynamic, 1>& weigh
   }
   const bnorm::detail::NchwFace<const T> fdy(dy);
   bnorm::detail::NchwFace<T> fdx(dx), fdr(dresidual != nullptr ? *dresidual : dx);
-  detail::backward_steps(k, detail::vector_or(weight, k.channels(), T(1)), *fdy, *fdx, dweight,
+  detail::backward_steps(k, detail::vector_or(weight, k.channels(), S(1)), *fdy, *fdx, dweight,
                          dbias, dresidual != nullptr ? &*fdr : nullptr);
   fdx.write_back();
   if (dresidual != nullptr) fdr.write_back();

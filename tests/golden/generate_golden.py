@@ -8,6 +8,7 @@ Run with Debian's python, where python3-torch is installed:
     /usr/bin/python3 tests/golden/generate_golden.py             # golden.txt
     /usr/bin/python3 tests/golden/generate_golden.py ranks       # golden_ranks.txt
     /usr/bin/python3 tests/golden/generate_golden.py activation  # golden_activation.txt
+    /usr/bin/python3 tests/golden/generate_golden.py bfloat16    # golden_bfloat16.txt
 
 The output is a whitespace-token text file (format in tests/golden/README.md).
 Inputs come from seeded NumPy generators (one per case), so the file is
@@ -31,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "golden.txt")
 OUT_RANKS = os.path.join(HERE, "golden_ranks.txt")  # `generate_golden.py ranks`
 OUT_ACTIVATION = os.path.join(HERE, "golden_activation.txt")  # `generate_golden.py activation`
+OUT_BFLOAT16 = os.path.join(HERE, "golden_bfloat16.txt")  # `generate_golden.py bfloat16`
 FORMAT_VERSION = 1
 
 TRAIN_STEPS = 3
@@ -38,7 +40,11 @@ EVAL_STEPS = 2
 
 
 def fmt(values, dtype):
+    """float64 with 17 digits, float32 and bfloat16 (exact in float32) with 9."""
     spec = "%.17g" if dtype == "float64" else "%.9g"
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().float().numpy() if values.dtype == torch.bfloat16 \
+            else values.detach().cpu().numpy()
     arr = np.asarray(values, dtype=np.float64 if dtype == "float64" else np.float32)
     return " ".join(spec % float(v) for v in arr.reshape(-1))
 
@@ -56,13 +62,13 @@ def face(shape):
 
 
 def tensor_record(key, t, dtype):
-    a = t.detach().cpu().numpy()
+    a = t.detach().cpu().float().numpy() if t.dtype == torch.bfloat16 else t.detach().cpu().numpy()
     n, c, h, w = face(a.shape)
     return "%s %d %d %d %d %s" % (key, n, c, h, w, fmt(a, dtype))
 
 
 def vector_record(key, t, dtype):
-    return "%s %s" % (key, fmt(t.detach().cpu().numpy(), dtype))
+    return "%s %s" % (key, fmt(t, dtype))
 
 
 MODULES = {"1d": torch.nn.BatchNorm1d, "2d": torch.nn.BatchNorm2d, "3d": torch.nn.BatchNorm3d}
@@ -72,8 +78,10 @@ def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
              affine=True, track=True, seed=0,
              steps=("train",) * TRAIN_STEPS + ("eval",) * EVAL_STEPS, module="2d"):
     c = shape[1]
+    # bfloat16: torch's mixed type, bfloat16 data with a float32 module (weight, bias, buffers)
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     npdtype = np.float64 if dtype == "float64" else np.float32
+    data_type = torch.bfloat16 if dtype == "bfloat16" else tdtype
     rng = np.random.RandomState(seed)
     torch.manual_seed(seed)
 
@@ -106,8 +114,8 @@ def run_case(lines, name, shape, dtype="float64", eps=1e-5, momentum=0.1,
         bn.train(mode == "train")
         xv = (scale * rng.standard_normal(size=shape) + offset).astype(npdtype)
         dyv = rng.standard_normal(size=shape).astype(npdtype)
-        x = torch.from_numpy(xv).requires_grad_(True)
-        dy = torch.from_numpy(dyv)
+        x = torch.from_numpy(xv).to(data_type).requires_grad_(True)
+        dy = torch.from_numpy(dyv).to(data_type)
         if affine:
             bn.weight.grad = None
             bn.bias.grad = None
@@ -264,6 +272,26 @@ def activation_cases(lines):
                                 momentum=None, affine=False, seed=seed)
 
 
+def bfloat16_cases(lines):
+    """torch's mixed-type batch norm: bfloat16 x, dy, y and dx, float32 weight, bias, running
+    buffers and parameter gradients; BatchNorm2d, 1d and 3d. (torch 1.13 has no CPU batch norm
+    for float16.)"""
+    seed = 4000
+    cases = [("2d", (4, 3, 5, 7), True, True, 0.1, 1e-5, "m01"),
+             ("2d", (2, 16, 4, 4), True, True, None, 1e-5, "mnone"),
+             ("2d", (3, 5, 6, 2), False, True, 0.1, 1e-3, "m01_eps1e-3"),
+             ("2d", (8, 4, 1, 1), True, False, 0.1, 1e-5, "m01"),
+             ("1d", (16, 6), True, True, 0.1, 1e-5, "m01"),
+             ("1d", (4, 5, 9), True, True, 0.1, 1e-5, "m01"),
+             ("3d", (2, 3, 2, 3, 4), True, True, 0.1, 1e-5, "m01")]
+    for module, shape, affine, track, momentum, eps, tag in cases:
+        seed += 1
+        name = "bf16_bn%s_affine%d_track%d_%s_%s" % (module, int(affine), int(track), tag,
+                                                     "x".join(str(e) for e in shape))
+        run_case(lines, name, shape, dtype="bfloat16", eps=eps, momentum=momentum,
+                 affine=affine, track=track, seed=seed, module=module)
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -276,8 +304,12 @@ def main():
         activation_cases(lines)
         write(lines, OUT_ACTIVATION)
         return
+    if sys.argv[1:] == ["bfloat16"]:
+        bfloat16_cases(lines)
+        write(lines, OUT_BFLOAT16)
+        return
     if sys.argv[1:]:
-        sys.exit("usage: generate_golden.py [ranks|activation]")
+        sys.exit("usage: generate_golden.py [ranks|activation|bfloat16]")
 
     seed = 1000
     shapes = [(2, 3, 4, 5), (3, 2, 3, 1), (1, 4, 2, 3), (2, 3, 4, 5)]

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "../nchw_view.hpp"
+#include "element_types.hpp"
 
 namespace bnorm::detail {
 
@@ -291,8 +292,8 @@ void check_backward_output(const View<const T>& dy, const View<T>& dx) {
 /// Arguments of a forward: y of x's shape, unique and not partially overlapping x; weight and
 /// bias of C elements (or both empty); a valid eps.
 template <template <class> class View, class T>
-void check_forward_args(const View<const T>& x, const Eigen::Array<T, Eigen::Dynamic, 1>& w,
-                        const Eigen::Array<T, Eigen::Dynamic, 1>& b, double eps, const View<T>& y) {
+void check_forward_args(const View<const T>& x, const ParameterArray<T>& w,
+                        const ParameterArray<T>& b, double eps, const View<T>& y) {
   check_same_shape("y", y, "x", x);
   check_unique_layout("y", y);
   check_no_partial_overlap("y", y, "x", x);
@@ -304,7 +305,7 @@ void check_forward_args(const View<const T>& x, const Eigen::Array<T, Eigen::Dyn
 /// or x; weight of C elements or empty.
 template <template <class> class View, class T>
 void check_backward_args(const View<const T>& x, const View<const T>& dy,
-                         const Eigen::Array<T, Eigen::Dynamic, 1>& w, const View<T>& dx) {
+                         const ParameterArray<T>& w, const View<T>& dx) {
   check_same_shape("dy", dy, "x", x);
   check_same_shape("dx", dx, "x", x);
   check_backward_output(dy, dx);

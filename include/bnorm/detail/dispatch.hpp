@@ -37,6 +37,7 @@
 #include "../statistics.hpp"
 #include "cache_sizes.hpp"
 #include "cpu_features.hpp"
+#include "element_types.hpp"
 #include "float16.hpp"
 #include "small_buffer.hpp"
 
@@ -148,15 +149,15 @@ struct Epilogue {
 /// weight and bias (a null weight: no ReLU, g = dy).
 template <class T>
 struct ReluGate {
-  const Eigen::Array<T, Eigen::Dynamic, 1>* weight = nullptr;
-  const Eigen::Array<T, Eigen::Dynamic, 1>* bias = nullptr;
+  const ParameterArray<T>* weight = nullptr;
+  const ParameterArray<T>* bias = nullptr;
 };
 
 /// One kernel set's entry points of the whole passes: the fused variant after validation
 /// (fused.hpp), and the running buffers' update (batch_norm.hpp).
 template <class T>
 struct Passes {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Array = ParameterArray<T>;
   fused::BatchStatistics (*forward_training)(NCHWView<const T>, const Array&, const Array&, double,
                                              NCHWView<T>, const Epilogue<T>&);
   void (*forward_inference)(NCHWView<const T>, const Array&, const Array&, const Array&,
@@ -174,7 +175,7 @@ struct Passes {
 /// that a unit that calls only the whole passes (the module) compiles none of them.
 template <class T>
 struct SplitPasses {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Array = ParameterArray<T>;
   fused::LocalStatistics (*local_statistics)(NCHWView<const T>);
   void (*normalize)(NCHWView<const T>, const fused::BatchStatistics&, const Array&, const Array&,
                     NCHWView<T>);
@@ -306,9 +307,9 @@ inline const CommonPasses& common_passes() {
 /// The running buffers' update by the kernel set in use (for batch_norm.hpp; a function
 /// template of its own so that BNORM_EXTERN_TEMPLATES can declare it extern).
 template <class T>
-void update_running(Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                    Eigen::Array<T, Eigen::Dynamic, 1>& running_var, const Eigen::ArrayXd& mean,
-                    const Eigen::ArrayXd& var, double f, double unbias) {
+void update_running(ParameterArray<T>& running_mean, ParameterArray<T>& running_var,
+                    const Eigen::ArrayXd& mean, const Eigen::ArrayXd& var, double f,
+                    double unbias) {
   passes<T>().update_running(running_mean, running_var, mean, var, f, unbias);
 }
 

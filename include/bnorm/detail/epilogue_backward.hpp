@@ -34,7 +34,7 @@ struct SavedEpilogue {
   Activation activation = Activation::none;
   bool residual = false;
   V<const T> y;  ///< the forward's y: with a residual, the activation's mask is read from it
-  Eigen::Array<T, Eigen::Dynamic, 1> weight, bias;  ///< the forward's (ReLU without a residual)
+  ParameterArray<T> weight, bias;  ///< the forward's (ReLU without a residual)
 
   /// ReLU without a residual: its mask recomputed from x with the forward's weight and bias.
   bool recomputed() const { return activation == Activation::relu && !residual; }
@@ -67,12 +67,10 @@ void check_epilogue_backward(const SavedEpilogue<T, V>& e, const V<const T>& x,
 /// forward used, through the forward's ReLU when relu is not null.
 template <class T, template <class> class V>
 void fused_bn_backward(bool batch_statistics, const V<const T>& x, const V<const T>& dy,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                       const fused::BatchStatistics& stats,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                       const Eigen::Array<T, Eigen::Dynamic, 1>& running_var, double eps,
-                       const V<T>& dx, Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                       Eigen::Array<T, Eigen::Dynamic, 1>& dbias, const fused::Relu<T>* relu) {
+                       const ParameterArray<T>& weight, const fused::BatchStatistics& stats,
+                       const ParameterArray<T>& running_mean, const ParameterArray<T>& running_var,
+                       double eps, const V<T>& dx, ParameterArray<T>& dweight,
+                       ParameterArray<T>& dbias, const fused::Relu<T>* relu) {
   if (batch_statistics && relu)
     fused::backward<T>(x, dy, weight, stats, dx, dweight, dbias, *relu);
   else if (batch_statistics)

@@ -1,8 +1,11 @@
 /// @file detail/instances.hpp
-/// @brief The list of the public function templates' float and double instances, as a macro.
+/// @brief The list of the public function templates' instances (float, double, and the 16-bit
+/// Eigen::bfloat16 and Eigen::half), as a macro.
 ///
 /// BNORM_DETAIL_INSTANCES(KIND, T) expands to one explicit instantiation per public free
-/// function of bnorm::fused (and of bnorm::staged unless BNORM_NO_STAGED), where KIND is
+/// function of bnorm::fused (and of bnorm::staged unless BNORM_NO_STAGED) for T = float or
+/// double, BNORM_DETAIL_INSTANCES_16BIT(KIND, T) for the 16-bit T (whose parameter_gradients is
+/// float's: it takes the parameters' arrays alone), where KIND is
 /// `template` (a definition: <bnorm/instantiate.hpp>) or `extern template` (a declaration:
 /// <bnorm/bnorm.hpp> with BNORM_EXTERN_TEMPLATES). Keep it in step with fused.hpp, activation.hpp
 /// and staged.hpp: a signature that no longer matches fails to compile in tests/instances_*.cpp.
@@ -17,8 +20,8 @@
 #include "../staged.hpp"
 #endif
 
-#define BNORM_DETAIL_ARRAY(T) const Eigen::Array<T, Eigen::Dynamic, 1>&
-#define BNORM_DETAIL_OUT_ARRAY(T) Eigen::Array<T, Eigen::Dynamic, 1>&
+#define BNORM_DETAIL_ARRAY(T) const bnorm::detail::ParameterArray<T>&
+#define BNORM_DETAIL_OUT_ARRAY(T) bnorm::detail::ParameterArray<T>&
 
 #define BNORM_DETAIL_FUSED_INSTANCES(KIND, T)                                                      \
   KIND bnorm::fused::BatchStatistics bnorm::fused::forward_training<T>(                            \
@@ -48,9 +51,6 @@
   KIND void bnorm::detail::update_running<T>(BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T), \
                                              const Eigen::ArrayXd&, const Eigen::ArrayXd&, double, \
                                              double);                                              \
-  KIND void bnorm::fused::parameter_gradients<T>(                                                  \
-      const bnorm::fused::BatchStatistics&, const bnorm::fused::GradientSums&, bool,               \
-      BNORM_DETAIL_OUT_ARRAY(T), BNORM_DETAIL_OUT_ARRAY(T));                                       \
   KIND bnorm::fused::BatchStatistics bnorm::fused::forward_training<T>(                            \
       bnorm::NCHWView<const T>, bnorm::NCHWView<const T>, BNORM_DETAIL_ARRAY(T),                   \
       BNORM_DETAIL_ARRAY(T), double, bnorm::NCHWView<T>, bnorm::Activation);                       \
@@ -94,6 +94,12 @@
 #define BNORM_DETAIL_STAGED_INSTANCES(KIND, T)
 #endif
 
-#define BNORM_DETAIL_INSTANCES(KIND, T) \
-  BNORM_DETAIL_FUSED_INSTANCES(KIND, T) \
+#define BNORM_DETAIL_INSTANCES_16BIT(KIND, T) \
+  BNORM_DETAIL_FUSED_INSTANCES(KIND, T)       \
   BNORM_DETAIL_STAGED_INSTANCES(KIND, T)
+
+#define BNORM_DETAIL_INSTANCES(KIND, T)                                              \
+  BNORM_DETAIL_INSTANCES_16BIT(KIND, T)                                              \
+  KIND void bnorm::fused::parameter_gradients<T>(                                    \
+      const bnorm::fused::BatchStatistics&, const bnorm::fused::GradientSums&, bool, \
+      Eigen::Array<T, Eigen::Dynamic, 1>&, Eigen::Array<T, Eigen::Dynamic, 1>&);

@@ -40,7 +40,7 @@ namespace bnorm::detail {
 template <class T>
 struct StagedBackend {
   static constexpr bool available = true;
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Array = ParameterArray<T>;
   using Cache = staged::Cache<T>;
 
   /// y = act(BN(x) + residual) (no residual when nullptr).
@@ -68,7 +68,7 @@ struct StagedBackend {
   static Eigen::ArrayXd var(const Cache& k) { return to_double(k.var); }
 
  private:
-  static Eigen::ArrayXd to_double(const staged::Tensor1<T>& t) {
+  static Eigen::ArrayXd to_double(const staged::Tensor1<staged_t<T>>& t) {
     Eigen::ArrayXd a(t.size());
     for (Eigen::Index i = 0; i < t.size(); ++i) a[i] = static_cast<double>(t(i));
     return a;
@@ -84,7 +84,7 @@ BNORM_DETAIL_BEGIN_NO_STAGED
 template <class T>
 struct StagedBackend {
   static constexpr bool available = false;
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Array = ParameterArray<T>;
   struct Cache {};
 
   template <class X, class R, class Y>

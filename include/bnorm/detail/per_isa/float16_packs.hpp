@@ -119,6 +119,46 @@ inline Pack<float> load_half(const std::uint16_t* p) {
 inline void store_half(std::uint16_t* p, const Pack<float>& a) {
   store_16bit(p, a, float_part_to_half);
 }
+
+/// The kernels' pack access for 16-bit elements (pack.hpp has it for float and double): the 16
+/// values at p widened to a float pack, a float pack rounded to 16 values at p, regularly or
+/// (stream_pack, p 32-byte aligned) with non-temporal stores, and the 16 values in double.
+inline const std::uint16_t* raw_bits(const Eigen::bfloat16* p) {
+  return reinterpret_cast<const std::uint16_t*>(p);
+}
+inline const std::uint16_t* raw_bits(const Eigen::half* p) {
+  return reinterpret_cast<const std::uint16_t*>(p);
+}
+inline Pack<float> load_pack(const Eigen::bfloat16* p) {
+  return load_bf16(raw_bits(p));
+}
+inline Pack<float> load_pack(const Eigen::half* p) {
+  return load_half(raw_bits(p));
+}
+inline void store_pack(Eigen::bfloat16* p, const Pack<float>& a) {
+  store_bf16(reinterpret_cast<std::uint16_t*>(p), a);
+}
+inline void store_pack(Eigen::half* p, const Pack<float>& a) {
+  store_half(reinterpret_cast<std::uint16_t*>(p), a);
+}
+template <class H>
+void stream_16bit(H* p, const Pack<float>& a) {
+  alignas(32) H narrow[kPackLanes];
+  store_pack(narrow, a);
+  stream_vector_bytes<sizeof narrow>(p, narrow);
+}
+inline void stream_pack(Eigen::bfloat16* p, const Pack<float>& a) {
+  stream_16bit(p, a);
+}
+inline void stream_pack(Eigen::half* p, const Pack<float>& a) {
+  stream_16bit(p, a);
+}
+inline Wide load_wide(const Eigen::bfloat16* p) {
+  return widen(load_pack(p));
+}
+inline Wide load_wide(const Eigen::half* p) {
+  return widen(load_pack(p));
+}
 #endif
 
 /// out[i] = in[i] as floats, i < n, for 16-bit values of the format `half` names (false:

@@ -61,29 +61,33 @@ template <class T>
 void grad_input(const NCHWView<const T>& x, const NCHWView<const T>& dy, const NCHWView<T>& dx,
                 index_t c0, index_t c1, index_t n0, index_t n1, const double* mean, const double* k,
                 const double* shift, const double* kc, bool stream, const Gate& gate = {}) {
+  using C = compute_t<T>;
 #if defined(BNORM_HAVE_PACKS)
   bool done = false;
-  with_grad_input_constants<T>(c0, c1, mean, k, shift, kc, gate, [&](const auto& t) {
+  with_grad_input_constants<C>(c0, c1, mean, k, shift, kc, gate, [&](const auto& t) {
     done = map_channels(c0, c1, n0, n1, stream, dx, t, GradInputFormula{}, x, dy);
   });
   if (done) return;
 #endif
-  const ChannelConstants<T, 3> g = gate_constants<T>(c0, c1, mean, gate);
+  const ChannelConstants<C, 3> g = gate_constants<C>(c0, c1, mean, gate);
   const RowLayout layout(x, dy, dx);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
     for_each_block_row<U>(
         layout, c0, c1, n0, n1,
         [&](index_t c, auto xr, auto dyr, auto dxr, index_t len) {
-          const Centre<T> centre(mean[c]);
-          const T tk = static_cast<T>(k[c]), ts = static_cast<T>(shift[c]),
-                  tkc = static_cast<T>(kc[c]);
+          const Centre<C> centre(mean[c]);
+          const C tk = static_cast<C>(k[c]), ts = static_cast<C>(shift[c]),
+                  tkc = static_cast<C>(kc[c]);
           write_row(dxr, len, stream, [&](index_t i0, index_t n, T* out) {
             // dx = (g - shift) * k - ((x - hi) - lo) * kc
             const auto j = static_cast<std::size_t>(c - c0);
-            for (index_t i = 0; i < n; ++i)
-              out[i] = (gradient_of(gate, g, j, T(xr[i0 + i]), T(dyr[i0 + i])) - ts) * tk -
-                       centre(xr[i0 + i]) * tkc;
+            for (index_t i = 0; i < n; ++i) {
+              const C xv = to_compute(xr[i0 + i]);
+              out[i] =
+                  from_compute<T>((gradient_of(gate, g, j, xv, to_compute(dyr[i0 + i])) - ts) * tk -
+                                  centre(xv) * tkc);
+            }
           });
         },
         x, dy, dx);
@@ -102,17 +106,18 @@ void grad_sums_and_input(const NCHWView<const T>& x, const NCHWView<const T>& dy
                          const double* k, const double* shift, const double* kc, bool stream,
                          const Gate& gate = {}) {
 #if defined(BNORM_HAVE_PACKS)
-  with_grad_input_constants<T>(m0, m0 + width, mean, k, shift, kc, gate, [&](const auto& t) {
-    // the gated accumulator with the gate's constants (6), the plain one without (4): two
-    // instances, not one for each pairing of the two choices
-    using Acc = std::conditional_t<std::tuple_size_v<std::decay_t<decltype(t)>> == 6,
-                                   GatedGradSums<T>, GradSums>;
-    std::vector<Acc> acc = plane_grad_sums_start<Acc, T>(r0, r0 + width, mean, gate);
-    reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(dx),
-                          plane_value(m0, t, GradInputFormula{}), Planes<const T>(x),
-                          Planes<const T>(dy));
-    grad_sums_finish(acc, sum_dy, sum_dy_xmu);
-  });
+  with_grad_input_constants<compute_t<T>>(
+      m0, m0 + width, mean, k, shift, kc, gate, [&](const auto& t) {
+        // the gated accumulator with the gate's constants (6), the plain one without (4): two
+        // instances, not one for each pairing of the two choices
+        using Acc = std::conditional_t<std::tuple_size_v<std::decay_t<decltype(t)>> == 6,
+                                       GatedGradSums<T>, GradSums>;
+        std::vector<Acc> acc = plane_grad_sums_start<Acc, T>(r0, r0 + width, mean, gate);
+        reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(dx),
+                              plane_value(m0, t, GradInputFormula{}), Planes<const T>(x),
+                              Planes<const T>(dy));
+        grad_sums_finish(acc, sum_dy, sum_dy_xmu);
+      });
 #else  // unreachable: sweeps_fuse is false without packs
   chunk_grad_sums(x, dy, r0, r0 + width, n0, n1, mean, sum_dy, sum_dy_xmu, gate);
   grad_input(x, dy, dx, m0, m0 + width, n0, n1, mean, k, shift, kc, stream, gate);
@@ -125,16 +130,17 @@ template <class T>
 void scale_rows(const NCHWView<const T>& x, const NCHWView<const T>& dy, const NCHWView<T>& dx,
                 index_t c0, index_t c1, index_t n0, index_t n1, const double* k, bool stream,
                 const double* mean = nullptr, const Gate& gate = {}) {
-  ChannelConstants<T, 1> t;
+  using C = compute_t<T>;
+  ChannelConstants<C, 1> t;
   t[0].resize(static_cast<std::size_t>(c1 - c0));
-  for (index_t c = c0; c < c1; ++c) t[0][static_cast<std::size_t>(c - c0)] = static_cast<T>(k[c]);
-  const ChannelConstants<T, 3> g = gate_constants<T>(c0, c1, mean, gate);
+  for (index_t c = c0; c < c1; ++c) t[0][static_cast<std::size_t>(c - c0)] = static_cast<C>(k[c]);
+  const ChannelConstants<C, 3> g = gate_constants<C>(c0, c1, mean, gate);
 #if defined(BNORM_HAVE_PACKS)
   if (gate.on()) {
     // dx = ((x - hi) * a + b <= 0 ? 0 : dy) * k
     const auto dx_of = [](const auto& xv, const auto& dyv, const auto& tk, const auto& hi,
                           const auto& a, const auto& b) { return gated(xv, dyv, hi, a, b) * tk; };
-    if (map_channels(c0, c1, n0, n1, stream, dx, ChannelConstants<T, 4>{t[0], g[0], g[1], g[2]},
+    if (map_channels(c0, c1, n0, n1, stream, dx, ChannelConstants<C, 4>{t[0], g[0], g[1], g[2]},
                      dx_of, x, dy))
       return;
   } else {
@@ -153,7 +159,9 @@ void scale_rows(const NCHWView<const T>& x, const NCHWView<const T>& dy, const N
           write_row(dxr, len, stream, [&](index_t i0, index_t n, T* out) {
             // dx = g * k
             for (index_t i = 0; i < n; ++i)
-              out[i] = gradient_of(gate, g, j, T(xr[i0 + i]), T(dyr[i0 + i])) * t[0][j];
+              out[i] = from_compute<T>(
+                  gradient_of(gate, g, j, to_compute(xr[i0 + i]), to_compute(dyr[i0 + i])) *
+                  t[0][j]);
           });
         },
         x, dy, dx);
@@ -168,7 +176,7 @@ void relu_gate_rows(const NCHWView<const T>& y, const NCHWView<const T>& dy, con
                     index_t c0, index_t c1, index_t n0, index_t n1, bool stream) {
 #if defined(BNORM_HAVE_PACKS)
   {
-    const ChannelConstants<T, 0> none;  // (loops over the constants test j != K: K is 0)
+    const ChannelConstants<compute_t<T>, 0> none;  // (loops over the constants test j != K: K is 0)
     // g = y <= 0 ? 0 : dy
     const auto gate = [](const auto& yv, const auto& dyv) { return passed(yv, dyv); };
     if (map_channels(c0, c1, n0, n1, stream, g, none, gate, y, dy)) return;
@@ -182,7 +190,8 @@ void relu_gate_rows(const NCHWView<const T>& y, const NCHWView<const T>& dy, con
         [&](index_t, auto yr, auto dyr, auto gr, index_t len) {
           write_row(gr, len, stream, [&](index_t i0, index_t n, T* out) {
             // g = y <= 0 ? 0 : dy
-            for (index_t i = 0; i < n; ++i) out[i] = passed(yr[i0 + i], dyr[i0 + i]);
+            for (index_t i = 0; i < n; ++i)
+              out[i] = from_compute<T>(passed(to_compute(yr[i0 + i]), to_compute(dyr[i0 + i])));
           });
         },
         y, dy, g);

@@ -39,11 +39,11 @@ struct GradSums {
   double t_dy = 0, t_dy_xmu = 0;
 
   // t_dy += g; t_dy_xmu += g * (x - mean)   (NCHW: lane 0's mean is every lane's)
-  template <class T>
-  void add_scalar(const T* x, const T* g) {
-    const double gd = static_cast<double>(*g);
+  template <class X, class G>
+  void add_scalar(const X* x, const G* g) {
+    const auto gd = static_cast<double>(to_compute(*g));
     t_dy += gd;
-    t_dy_xmu += gd * (static_cast<double>(*x) - mean.part[0][0]);
+    t_dy_xmu += gd * (static_cast<double>(to_compute(*x)) - mean.part[0][0]);
   }
 
   // dy += g; dy_xmu += g * (x - mean)
@@ -65,27 +65,28 @@ struct GradSums {
   void set_gate(const Pack<T>&, const Pack<T>&, const Pack<T>&) {}
 };
 
-/// GradSums of g = dy gated by the forward's ReLU (Gate), z computed from x in T as the
-/// forward computed it.
+/// GradSums of g = dy gated by the forward's ReLU (Gate), z computed from x in T's compute type
+/// as the forward computed it.
 template <class T>
 struct GatedGradSums : GradSums {
-  Pack<T> hi{}, a{}, b{};  // per lane (NHWC) or the same in all (NCHW)
+  using C = compute_t<T>;
+  Pack<C> hi{}, a{}, b{};  // per lane (NHWC) or the same in all (NCHW)
 
   // g = (x - hi) * a + b <= 0 ? 0 : dy, then GradSums' sums   (NCHW: lane 0 is every lane's)
   void add_scalar(const T* x, const T* dy) {
-    const T g = gated(*x, *dy, lane(hi, 0), lane(a, 0), lane(b, 0));
+    const C g = gated(to_compute(*x), to_compute(*dy), lane(hi, 0), lane(a, 0), lane(b, 0));
     GradSums::add_scalar(x, &g);
   }
-  // x and g in T packs, then in double: each value loaded once, no trip through memory
+  // x and g in packs of C, then in double: each value loaded once, no trip through memory
   void add(const T* x, const T* dy) {
-    const Pack<T> xp = load_pack(x);
+    const Pack<C> xp = load_pack(x);
     accumulate(widen(xp), widen(gated(xp, load_pack(dy), hi, a, b)));
   }
   void add(const Wide& keep, const T* x, const T* dy) {
-    const Pack<T> xp = load_pack(x);
+    const Pack<C> xp = load_pack(x);
     accumulate(widen(xp), widen(gated(xp, load_pack(dy), hi, a, b)) * keep);
   }
-  void set_gate(const Pack<T>& h, const Pack<T>& s, const Pack<T>& t) {
+  void set_gate(const Pack<C>& h, const Pack<C>& s, const Pack<C>& t) {
     hi = h;
     a = s;
     b = t;
@@ -107,11 +108,11 @@ struct GatedSumsInRegisters {
 
   // g = (x - hi) * a + b <= 0 ? 0 : dy; dy += g; dy_xmu += g * (x - mean)
   void add(const T* x, const T* g) {
-    const Pack<T> xp = load_pack(x);
+    const Pack<compute_t<T>> xp = load_pack(x);
     accumulate(widen(xp), widen(gated(xp, load_pack(g), k.hi, k.a, k.b)));
   }
   void add(const Wide& keep, const T* x, const T* g) {
-    const Pack<T> xp = load_pack(x);
+    const Pack<compute_t<T>> xp = load_pack(x);
     accumulate(widen(xp), widen(gated(xp, load_pack(g), k.hi, k.a, k.b)) * keep);
   }
   void accumulate(const Wide& xw, const Wide& gw) {
@@ -169,7 +170,7 @@ template <class Acc, class T>
 std::vector<Acc> plane_grad_sums_start(index_t c0, index_t c1, const double* mean,
                                        const Gate& gate) {
   std::vector<Acc> acc(static_cast<std::size_t>(c1 - c0));
-  const ChannelConstants<T, 3> k = gate_constants<T>(c0, c1, mean, gate);
+  const ChannelConstants<compute_t<T>, 3> k = gate_constants<compute_t<T>>(c0, c1, mean, gate);
   for (index_t c = c0; c < c1; ++c) {
     const auto j = static_cast<std::size_t>(c - c0);
     acc[j].mean = broadcast(mean[c]);
@@ -186,7 +187,8 @@ void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
                      index_t n1, const double* mean, double* sum_dy, double* sum_dy_xmu,
                      const Gate& gate) {
   const index_t channels = x.c();
-  const ChannelConstants<T, 3> k = gate_constants<T>(0, channels, mean, gate);
+  using C = compute_t<T>;
+  const ChannelConstants<C, 3> k = gate_constants<C>(0, channels, mean, gate);
   with_grad_sums<T>(gate, [&](auto* type) {
     using Acc = std::remove_pointer_t<decltype(type)>;
     if (interleaved(x, dy)) {  // over pseudo-channels (interleaved.hpp)
@@ -194,8 +196,8 @@ void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
       std::vector<Acc> acc =
           group_accumulators<Acc>(il, mean, [](Acc& a, const Wide& m) { a.mean = m; });
       if (gate.on()) {
-        const SmallBuffer<T> hi = il.spread<T>(k[0].data()), a = il.spread<T>(k[1].data()),
-                             b = il.spread<T>(k[2].data());
+        const SmallBuffer<C> hi = il.spread<C>(k[0].data()), a = il.spread<C>(k[1].data()),
+                             b = il.spread<C>(k[2].data());
         for (std::size_t g = 0; g < acc.size(); ++g)
           acc[g].set_gate(load_pack(&hi[g * kPackLanes]), load_pack(&a[g * kPackLanes]),
                           load_pack(&b[g * kPackLanes]));
@@ -211,10 +213,11 @@ void pixel_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
           il, n0, n1,
           [&](index_t c, const T* xv, const T* dyv) {
             // sum_dy += g; sum_dy_xmu += g * (x - mean)
-            const auto g =
-                static_cast<double>(gradient_of(gate, k, static_cast<std::size_t>(c), *xv, *dyv));
+            const C xc = to_compute(*xv);
+            const auto g = static_cast<double>(
+                gradient_of(gate, k, static_cast<std::size_t>(c), xc, to_compute(*dyv)));
             sum_dy[c] += g;
-            sum_dy_xmu[c] += g * (static_cast<double>(*xv) - mean[c]);
+            sum_dy_xmu[c] += g * (static_cast<double>(xc) - mean[c]);
           },
           x, dy);
       return;
@@ -254,7 +257,7 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
 #endif
   const RowLayout layout(x, dy);
   const auto width = static_cast<std::size_t>(c1 - c0);
-  const ChannelConstants<T, 3> k = gate_constants<T>(c0, c1, mean, gate);
+  const ChannelConstants<compute_t<T>, 3> k = gate_constants<compute_t<T>>(c0, c1, mean, gate);
   SmallBuffer<LaneSum> s_dy(width), s_dy_xmu(width);
   with_unit_rows(layout, [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
@@ -264,12 +267,14 @@ void chunk_grad_sums(const NCHWView<const T>& x, const NCHWView<const T>& dy, in
           const double m = mean[c];
           const auto j = static_cast<std::size_t>(c - c0);
           const auto g = [&](index_t i) {
-            return static_cast<double>(gradient_of(gate, k, j, T(xr[i]), T(dyr[i])));
+            return static_cast<double>(
+                gradient_of(gate, k, j, to_compute(xr[i]), to_compute(dyr[i])));
           };
           // sum_dy += g
           s_dy[j].add(len, g);
           // sum_dy_xmu += g * (x - mean)
-          s_dy_xmu[j].add(len, [&](index_t i) { return g(i) * (static_cast<double>(xr[i]) - m); });
+          s_dy_xmu[j].add(
+              len, [&](index_t i) { return g(i) * (static_cast<double>(to_compute(xr[i])) - m); });
         },
         x, dy);
   });

@@ -44,7 +44,7 @@ void two_pass_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_
         layout, c0, c1, n0, n1,
         [&](index_t c, auto xr, index_t len) {
           // sum += x
-          sum[c - c0].add(len, [&](index_t i) { return static_cast<double>(xr[i]); });
+          sum[c - c0].add(len, [&](index_t i) { return static_cast<double>(to_compute(xr[i])); });
         },
         x);
     for (index_t c = c0; c < c1; ++c) mean[c - c0] = count > 0 ? sum[c - c0].total() / count : 0;
@@ -54,7 +54,7 @@ void two_pass_moments(const NCHWView<const T>& x, index_t c0, index_t c1, index_
           const double m = mean[c - c0];
           // sq += (x - mean)^2
           sq[c - c0].add(len, [&](index_t i) {
-            const double d = static_cast<double>(xr[i]) - m;
+            const double d = static_cast<double>(to_compute(xr[i])) - m;
             return d * d;
           });
         },
@@ -73,7 +73,7 @@ struct ShiftedSums {
   // d = x - shift; t1 += d; t2 += d * d   (NCHW: lane 0's shift is every lane's)
   template <class T>
   void add_scalar(const T* x) {
-    const double d = static_cast<double>(*x) - shift.part[0][0];
+    const double d = static_cast<double>(to_compute(*x)) - shift.part[0][0];
     t1 += d;
     t2 += d * d;
   }
@@ -179,7 +179,8 @@ void interleaved_moments(const NCHWView<const T>& x, const Plan& p, Moments* out
   std::vector<double> shift(width);
   for (index_t i = 0; i < sample; ++i)
     for (index_t c = 0; c < channels; ++c)  // K += x(pixel i), in pixel order
-      shift[c] += static_cast<double>(x.data()[i / plane * x.stride(0) + i % plane * channels + c]);
+      shift[c] += static_cast<double>(
+          to_compute(x.data()[i / plane * x.stride(0) + i % plane * channels + c]));
   for (double& k : shift) k /= static_cast<double>(sample);
   const std::vector<ShiftedSums> start = group_accumulators<ShiftedSums>(
       il, shift.data(), [](ShiftedSums& a, const Wide& k) { a.shift = k; });
@@ -200,7 +201,7 @@ void interleaved_moments(const NCHWView<const T>& x, const Plan& p, Moments* out
             il, p.item_begin(k), p.item_end(k),
             [&](index_t c, const T* v) {
               // d = x - K; s1 += d; s2 += d * d
-              const double d = static_cast<double>(*v) - shift[c];
+              const double d = static_cast<double>(to_compute(*v)) - shift[c];
               s1[c] += d;
               s2[c] += d * d;
             },

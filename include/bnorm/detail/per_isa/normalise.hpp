@@ -59,21 +59,21 @@ auto pack_value(index_t c0, const ChannelConstants<T, K>& k, const F& f) {
 /// of each channel: the whole periods as packs of pseudo-channels (map_pixels), then the last
 /// values one by one. With `stream` and line-aligned periods, the packs go out non-temporally.
 /// An output may be one of the inputs.
-template <class T, std::size_t K, class F, class... V>
+template <class T, class C, std::size_t K, class F, class... V>
 void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out,
-                     const ChannelConstants<T, K>& k, const F& f, const V&... in) {
+                     const ChannelConstants<C, K>& k, const F& f, const V&... in) {
   const Interleave il(out);
-  ChannelConstants<T, K> lanes;
-  for (std::size_t j = 0; j != K; ++j) lanes[j] = il.spread<T>(k[j].data());
+  ChannelConstants<C, K> lanes;
+  for (std::size_t j = 0; j != K; ++j) lanes[j] = il.spread<C>(k[j].data());
   map_pixels(0, il.period, n0, n1, stream, il.pseudo(out), pack_value(0, lanes, f),
              il.pseudo(in)...);
   // the last values of each image: o = f(src..., k of channel c)
   for_each_tail_value(
       il, n0, n1,
       [&](index_t c, T* o, const auto*... src) {
-        std::array<T, K> kc;
+        std::array<C, K> kc;
         for (std::size_t j = 0; j != K; ++j) kc[j] = k[j][static_cast<std::size_t>(c)];
-        *o = with_constants(f, kc)(*src...);
+        *o = from_compute<T>(with_constants(f, kc)(to_compute(*src)...));
       },
       out, in...);
 }
@@ -82,9 +82,10 @@ void map_interleaved(index_t n0, index_t n1, bool stream, const NCHWView<T>& out
 /// with the constants k of each channel as scalars, or over channels-last pixels with them as
 /// packs of 16 channels, or over all channels of interleaved views (map_interleaved). f is one
 /// formula for scalars and packs. False when no path applies (the caller runs its row loops).
-template <class T, std::size_t K, class F, class... V>
+/// The constants are of T's compute type C.
+template <class T, class C, std::size_t K, class F, class... V>
 bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
-                  const NCHWView<T>& out, const ChannelConstants<T, K>& k, const F& f,
+                  const NCHWView<T>& out, const ChannelConstants<C, K>& k, const F& f,
                   const V&... in) {
   // Planes shorter than a pack go along C when the channels are contiguous (an (N, C) matrix
   // as (N, C, 1, 1), say): one plane of one value per (n, c) would be a call per value.
@@ -121,7 +122,7 @@ bool map_channels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream,
     if (plane_lines_apply(stream, Planes<T>(out), Planes<const T>(in)...)) {
       // a pack across two planes: lanes [0, b) with channel c's constants, the rest with c + 1's
       const auto split = [c0, kp = bases(k), f](index_t c, index_t b) {
-        std::array<Pack<T>, K> kc;
+        std::array<Pack<C>, K> kc;
         for (std::size_t j = 0; j != K; ++j)
           kc[j] = split_pack(kp[j][c - c0], kp[j][c + 1 - c0], b);
         return with_constants(f, kc);
@@ -193,8 +194,9 @@ template <class T>
 void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, index_t c1, index_t n0,
                index_t n1, const double* mean, const double* scale, const double* shift,
                bool stream, const Epilogue<T>& e = {}) {
-  const ChannelConstants<T, 3> k = normalise_constants<T>(c0, c1, mean, scale, shift);
-  const NormaliseFormula<T> f = normalise_formula<T>(e.activation);
+  using C = compute_t<T>;
+  const ChannelConstants<C, 3> k = normalise_constants<C>(c0, c1, mean, scale, shift);
+  const NormaliseFormula<C> f = normalise_formula<C>(e.activation);
   with_residual(e, [&](const auto&... r) {
 #if defined(BNORM_HAVE_PACKS)
     if (map_channels(c0, c1, n0, n1, stream, y, k, f, x, r...)) return;
@@ -202,7 +204,7 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
     // y[i] = value(i) along a row of y
     const auto put_row = [&](auto yr, index_t len, const auto& value) {
       write_row(yr, len, stream, [&](index_t i0, index_t n, T* out) {
-        for (index_t i = 0; i < n; ++i) out[i] = value(i0 + i);
+        for (index_t i = 0; i < n; ++i) out[i] = from_compute<T>(value(i0 + i));
       });
     };
     const RowLayout layout(x, r..., y);
@@ -214,7 +216,8 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
             [&](index_t c, auto xr, auto yr, index_t len) {
               const auto j = static_cast<std::size_t>(c - c0);
               // y = act((x - hi) * a + b)
-              put_row(yr, len, [&](index_t i) { return f(xr[i], k[0][j], k[1][j], k[2][j]); });
+              put_row(yr, len,
+                      [&](index_t i) { return f(to_compute(xr[i]), k[0][j], k[1][j], k[2][j]); });
             },
             x, y);
       } else {
@@ -223,8 +226,9 @@ void normalise(const NCHWView<const T>& x, const NCHWView<T>& y, index_t c0, ind
             [&](index_t c, auto xr, auto rr, auto yr, index_t len) {
               const auto j = static_cast<std::size_t>(c - c0);
               // y = act(((x - hi) * a + b) + r)
-              put_row(yr, len,
-                      [&](index_t i) { return f(xr[i], rr[i], k[0][j], k[1][j], k[2][j]); });
+              put_row(yr, len, [&](index_t i) {
+                return f(to_compute(xr[i]), to_compute(rr[i]), k[0][j], k[1][j], k[2][j]);
+              });
             },
             x, r..., y);
       }
@@ -261,9 +265,10 @@ void moments_and_normalise(const NCHWView<const T>& x, const NCHWView<T>& y, ind
 #if defined(BNORM_HAVE_PACKS)
   const Planes<const T> planes(x);
   std::vector<ShiftedSums> acc = shifted_start(planes, r0, r0 + width, n0);
-  const ChannelConstants<T, 3> k = normalise_constants<T>(m0, m0 + width, mean, scale, shift);
+  using C = compute_t<T>;
+  const ChannelConstants<C, 3> k = normalise_constants<C>(m0, m0 + width, mean, scale, shift);
   reduce_and_map_planes(x.c(), r0, m0, width, n0, n1, acc.data(), stream, Planes<T>(y),
-                        plane_value(m0, k, normalise_formula<T>(activation)), planes);
+                        plane_value(m0, k, normalise_formula<C>(activation)), planes);
   shifted_finish(x, r0, r0 + width, n0, n1, acc, out);
 #else  // unreachable: sweeps_fuse is false without packs
   chunk_moments(x, r0, r0 + width, n0, n1, out);

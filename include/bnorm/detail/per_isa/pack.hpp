@@ -137,7 +137,7 @@ inline void stream_pack(T* p, const Pack<T>& a) {
 /// kind of store: each kernel's loop is compiled once.
 template <class T, class Walk>
 void walk_storing(bool stream, const Walk& walk) {
-  walk([stream](T* p, const Pack<T>& a) {
+  walk([stream](T* p, const Pack<compute_t<T>>& a) {
     if (stream)
       stream_pack(p, a);
     else

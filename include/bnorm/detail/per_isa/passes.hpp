@@ -68,10 +68,11 @@ struct Scratch {
 };
 
 template <class T>
-BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
-    NCHWView<const T> x, const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-    const Eigen::Array<T, Eigen::Dynamic, 1>& bias, double eps, NCHWView<T> y,
-    const Epilogue<T>& e) {
+BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(NCHWView<const T> x,
+                                                           const ParameterArray<T>& weight,
+                                                           const ParameterArray<T>& bias,
+                                                           double eps, NCHWView<T> y,
+                                                           const Epilogue<T>& e) {
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
   // Left unset here, as `finish` writes every channel: zeroing them first cost a tiny call
   // (2x2x2x2) a tenth of its time, a calloc where Eigen's arrays are 16-byte aligned.
@@ -135,12 +136,11 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics forward_training(
 }
 
 template <class T>
-BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x,
-                                          const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                          const Eigen::Array<T, Eigen::Dynamic, 1>& bias,
-                                          const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                                          const Eigen::Array<T, Eigen::Dynamic, 1>& running_var,
-                                          double eps, NCHWView<T> y, const Epilogue<T>& e) {
+BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x, const ParameterArray<T>& weight,
+                                          const ParameterArray<T>& bias,
+                                          const ParameterArray<T>& running_mean,
+                                          const ParameterArray<T>& running_var, double eps,
+                                          NCHWView<T> y, const Epilogue<T>& e) {
   if (x.size() == 0) return;  // nothing to write (and N may be huge when C or H*W is 0)
   const Plan plan(x, sizeof(T));
   Scratch k(x.c());  // a: mean, b: scale = invstd * weight, c: shift = bias
@@ -156,10 +156,9 @@ BNORM_DETAIL_ENTRY void forward_inference(NCHWView<const T> x,
 
 template <class T>
 BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
-                                 const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                 const ParameterArray<T>& weight,
                                  const fused::BatchStatistics& stats, NCHWView<T> dx,
-                                 Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                                 Eigen::Array<T, Eigen::Dynamic, 1>& dbias,
+                                 ParameterArray<T>& dweight, ParameterArray<T>& dbias,
                                  const ReluGate<T>& relu) {
   const index_t channels = x.c(), m = x.n() * x.h() * x.w();
   const bool affine = weight.size() != 0;
@@ -227,13 +226,11 @@ BNORM_DETAIL_ENTRY void backward(NCHWView<const T> x, NCHWView<const T> dy,
 
 template <class T>
 BNORM_DETAIL_ENTRY void backward_inference(NCHWView<const T> x, NCHWView<const T> dy,
-                                           const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_mean,
-                                           const Eigen::Array<T, Eigen::Dynamic, 1>& running_var,
-                                           double eps, NCHWView<T> dx,
-                                           Eigen::Array<T, Eigen::Dynamic, 1>& dweight,
-                                           Eigen::Array<T, Eigen::Dynamic, 1>& dbias,
-                                           const ReluGate<T>& relu) {
+                                           const ParameterArray<T>& weight,
+                                           const ParameterArray<T>& running_mean,
+                                           const ParameterArray<T>& running_var, double eps,
+                                           NCHWView<T> dx, ParameterArray<T>& dweight,
+                                           ParameterArray<T>& dbias, const ReluGate<T>& relu) {
   const index_t channels = x.c();
   const bool affine = weight.size() != 0;
   dweight.setZero(affine ? channels : 0);

@@ -184,7 +184,7 @@ void map_pixels(index_t c0, index_t c1, index_t n0, index_t n1, bool stream, con
         const auto o = pixel_run(out, n, c0, r);
         [&](const auto&... src) {
           for (index_t i = 0; i < rows.len; ++i) {
-            Pack<T> tail{};
+            Pack<compute_t<T>> tail{};
             if (overlap) tail = value_of(last)(load_pack(src.at(i) + (last - c0))...);
             for (index_t g = 0; g < full; ++g)
               put(o.at(i) + g * kPackLanes,

@@ -133,7 +133,7 @@ void map_planes(index_t channels, index_t c0, index_t c1, index_t n0, index_t n1
       next.at(i0 + i);
       put(o + i, f(load_pack(src + i)...));
     }
-    for (; i < m; ++i) o[i] = f(src[i]...);
+    for (; i < m; ++i) o[i] = from_compute<T>(f(to_compute(src[i])...));
   };
   // Every plane straight into the output, each pack by put.
   const auto walk = [&](const auto& put) {

@@ -49,7 +49,7 @@ void map_plane_lines(index_t channels, index_t c0, index_t c1, index_t n0, index
     [&](const auto*... src) {
       const auto f0 = value(c0);
       // o[i] = f(src[i]...) with plane c's constants f
-      for (index_t i = 0; i < head; ++i) o[i] = f0(src[i]...);
+      for (index_t i = 0; i < head; ++i) o[i] = from_compute<T>(f0(to_compute(src[i])...));
       index_t i = head;
       for (index_t c = c0; c < c1; ++c) {
         const index_t end = (c - c0 + 1) * len;  // plane c ends here in the run
@@ -64,7 +64,8 @@ void map_plane_lines(index_t channels, index_t c0, index_t c1, index_t n0, index
           i += kPackLanes;
         }
       }
-      for (; i < run; ++i) o[i] = value(c0 + i / len)(src[i]...);  // the last partial line
+      for (; i < run; ++i)  // the last partial line
+        o[i] = from_compute<T>(value(c0 + i / len)(to_compute(src[i])...));
     }(in(n, c0)...);
   }
   streaming_fence();

@@ -45,8 +45,8 @@ BNORM_DETAIL_ENTRY fused::BatchStatistics finalize(const fused::LocalStatistics&
 
 template <class T>
 BNORM_DETAIL_ENTRY void normalize(NCHWView<const T> x, const fused::BatchStatistics& stats,
-                                  const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
-                                  const Eigen::Array<T, Eigen::Dynamic, 1>& bias, NCHWView<T> y) {
+                                  const ParameterArray<T>& weight, const ParameterArray<T>& bias,
+                                  NCHWView<T> y) {
   const Plan plan(x, sizeof(T));
   Scratch k(x.c());  // a: scale = invstd * weight, b: shift = bias
   for (index_t c = 0; c < x.c(); ++c) {
@@ -71,7 +71,7 @@ BNORM_DETAIL_ENTRY fused::GradientSums local_gradient_sums(NCHWView<const T> x,
 
 template <class T>
 BNORM_DETAIL_ENTRY void backward_input(NCHWView<const T> x, NCHWView<const T> dy,
-                                       const Eigen::Array<T, Eigen::Dynamic, 1>& weight,
+                                       const ParameterArray<T>& weight,
                                        const fused::BatchStatistics& stats,
                                        const fused::GradientSums& sums, NCHWView<T> dx) {
   if (x.size() == 0) return;
@@ -116,10 +116,11 @@ BNORM_DETAIL_ENTRY void update_running(Eigen::Array<T, Eigen::Dynamic, 1>& runni
 
 /// This ISA's entry points, for the dispatch tables.
 template <class T>
-inline constexpr Passes<T> kPasses{&forward_training<T>,   &forward_inference<T>, &backward<T>,
-                                   &backward_inference<T>, &update_running<T>,    &relu_gate<T>};
+inline constexpr Passes<T> kPasses{
+    &forward_training<T>,   &forward_inference<T>,         &backward<T>,
+    &backward_inference<T>, &update_running<compute_t<T>>, &relu_gate<T>};
 template <class T>
 inline constexpr SplitPasses<T> kSplitPasses{&local_statistics<T>, &normalize<T>,
                                              &local_gradient_sums<T>, &backward_input<T>,
-                                             &parameter_gradients<T>};
+                                             &parameter_gradients<compute_t<T>>};
 inline constexpr CommonPasses kCommonPasses{&merge_statistics, &finalize};

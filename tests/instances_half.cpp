@@ -1,0 +1,4 @@
+// The Eigen::half instances of the fused and staged functions, compiled once for the test programs
+// beside instances_float.cpp and instances_double.cpp (see <bnorm/instantiate.hpp>).
+#define BNORM_INSTANTIATE_PART 4
+#include <bnorm/instantiate.hpp>
