@@ -155,6 +155,31 @@ def act_relu_backward(shp, dy_how=R_OWN, shift=1, g=output(), grow=0):
 
 
 PERM_PADDED = form(PERMUTED, [1, 0, 1, 0, 1, 2, 0, 3])
+
+# The 16-bit part (float16_differential.hpp): its header and steps.
+FEATURES16 = [1, 2, 3, 5, 16, 17, 33]
+MODULE16, TRAIN16, PARAMETERS16, STAGED16 = 0, 2, 3, 4
+
+
+def header16(dtype, features=3, flags=0, eps_index=0):
+    """flags: 1 no affine, 2 no tracking, 4 ReLU, 8 cumulative average."""
+    return [8 | (1 if dtype == "half" else 0), FEATURES16.index(features), flags, eps_index]
+
+
+def shape16(n, h, w, nhwc=False, c=None):
+    """Channels = num_features unless c is given."""
+    b = (8 if nhwc else 0) | (0 if c is not None else 1)
+    return [b, n - 1] + ([c - 1] if c is not None else []) + [h - 1, w - 1]
+
+
+def module16(shp, data=values(61), res=None, dy=values(62)):
+    return [MODULE16] + shp + data + ([1] + res if res else [0]) + dy
+
+
+def staged16(shp, training=True, seed=63, special=0):
+    arrays = [b for k in range(4) for b in list((seed + k).to_bytes(4, "big")) + [special]]
+    return [STAGED16] + shp + [1 if training else 0] + arrays + values(seed) + values(seed + 1)
+
 SEEDS = {
     "train-eval-nchw-float": header("float") + forward(shape(2, 4, 5), backward=backward())
     + train(False) + forward(shape(2, 4, 5), backward=backward()),
@@ -292,4 +317,20 @@ SEEDS = {
                         g=output(SHIFT_SAME_STRIDES, shift=1))
     + act_relu_backward(shape(2, 3, 2, c=3), g=output(SHIFT_SAME_STRIDES, 0, shift=1))
     + act_relu_backward(shape(2, 3, 2, c=3), grow=230),
+    "f16-bfloat16-train-eval": header16("bfloat16", features=16)
+    + module16(shape16(2, 5, 5)) + module16(shape16(3, 4, 4, nhwc=True), data=values(64, 2))
+    + [TRAIN16, 0] + module16(shape16(2, 3, 3)) + staged16(shape16(2, 3, 5))
+    + staged16(shape16(2, 2, 2, nhwc=True), training=False),
+    "f16-half-relu-residual": header16("half", features=5, flags=4)
+    + module16(shape16(2, 3, 4), res=values(65)) + module16(shape16(4, 2, 2, nhwc=True))
+    + [TRAIN16, 0] + module16(shape16(2, 3, 3), res=values(66)),
+    "f16-half-specials-and-mismatches": header16("half", features=3, flags=8)
+    + module16(shape16(2, 3, 3), data=values(67, 3, 250), dy=values(68, 0, 240))
+    + module16(shape16(2, 3, 3, c=4)) + module16(shape16(1, 1, 1))
+    + staged16(shape16(2, 2, 3), special=250) + staged16(shape16(3, 1, 1), training=False),
+    "f16-bfloat16-wrong-sizes": header16("bfloat16", features=17, flags=2)
+    + [PARAMETERS16, 12, 5] + list((70).to_bytes(4, "big")) + [0]
+    + list((71).to_bytes(4, "big")) + [0] + module16(shape16(2, 2, 2))
+    + [PARAMETERS16, 0] + list((72).to_bytes(4, "big")) + [0] + list((73).to_bytes(4, "big"))
+    + [0] + module16(shape16(2, 2, 2, nhwc=True)) + staged16(shape16(2, 1, 3)),
 }

@@ -11,13 +11,16 @@
 // and the fused module must agree on both, with the same message.
 //
 // Input format (see make_corpus.py): a reader takes bytes front to back (zeros once the input
-// is exhausted); a header picks the type, the module's options and num_features; then steps,
+// is exhausted); a header picks the type (bit 3 of the first byte: the 16-bit types, checked
+// against float and double: float16_differential.hpp), the module's options and num_features;
+// then steps,
 // each an op byte followed by its arguments. Allocation is bounded: views of at most
 // kMaxElements elements spread over at most kMaxSpan elements, at most kMaxChannels channels.
 #include <bnorm/bnorm.hpp>
 
 #include "activation_free_functions.hpp"
 #include "activation_module.hpp"
+#include "float16_differential.hpp"
 #include "session.hpp"
 #include "session_backward.hpp"
 #include "session_forward.hpp"
@@ -36,7 +39,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const char* isa : {"sse2", "avx2", "avx512", "generic"})
     if (bnorm::isa_supported(isa)) isas.push_back(isa);
   bnorm::set_isa(isas[static_cast<std::size_t>(head >> 1 & 3) % isas.size()]);
-  if (head & 1) {
+  if (head & 8) {  // the 16-bit types against float and double (float16_differential.hpp)
+    if (head & 1)
+      Float16Differential<Eigen::half>(in).run();
+    else
+      Float16Differential<Eigen::bfloat16>(in).run();
+  } else if (head & 1) {
     Session<double>(in).run();
   } else {
     Session<float>(in).run();
