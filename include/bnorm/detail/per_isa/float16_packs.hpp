@@ -18,12 +18,6 @@ inline U32Vec load_u16_lanes(const std::uint16_t* p) {
   return __builtin_convertvector(h, U32Vec);
 }
 
-/// The low 16 bits of each lane to p.
-inline void store_u16_lanes(std::uint16_t* p, const U32Vec& v) {
-  const U16Vec h = __builtin_convertvector(v, U16Vec);
-  std::memcpy(p, &h, sizeof h);
-}
-
 /// All lanes s.
 inline U32Vec splat_u32(std::uint32_t s) {
   return U32Vec{} + s;
@@ -31,15 +25,54 @@ inline U32Vec splat_u32(std::uint32_t s) {
 
 // bfloat16_to_float on a register: b << 16
 inline FloatVec bf16_part_to_float(const std::uint16_t* p) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  // one 512-bit widening (GCC's generic one goes 256 bits at a time when tuned for 256), the
+  // zero-masked forms as elsewhere (a false GCC 12 -Wmaybe-uninitialized)
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return reinterpret_cast<FloatVec>(
+      _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, b), 16));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return reinterpret_cast<FloatVec>(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
+#else
   return reinterpret_cast<FloatVec>(load_u16_lanes(p) << 16);
+#endif
 }
 
 // float_to_bf16 on a register: NaN ? u >> 16 | 0x40 : (u + 0x7FFF + (u >> 16 & 1)) >> 16
-inline void float_part_to_bf16(std::uint16_t* p, const FloatVec& v) {
+inline U16Vec bf16_bits(const FloatVec& v) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  // The same with fewer instructions (the conversion is most of a 16-bit pass's work): NaN by
+  // classification (quiet or signalling: not a comparison, which -ffinite-math-only may fold);
+  // its lanes u | 0x400000, whose top half is u >> 16 | 0x40; the top halves packed by one
+  // narrowing.
+  const __m512i u = reinterpret_cast<__m512i>(v);
+  const __mmask16 nan = _mm512_fpclass_ps_mask(reinterpret_cast<__m512>(v), 0x81);
+  const __m512i odd =
+      _mm512_and_si512(_mm512_maskz_srli_epi32(0xFFFF, u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+  const __m512i r = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x00400000));
+  return reinterpret_cast<U16Vec>(
+      _mm512_maskz_cvtepi32_epi16(0xFFFF, _mm512_maskz_srli_epi32(0xFFFF, r, 16)));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+  // the same in AVX2's instructions: GCC's generic selection and narrowing of 8 lanes took 2.5
+  // times F16C's time for half (inference over bfloat16)
+  const __m256i u = reinterpret_cast<__m256i>(v);
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF)),
+                                         _mm256_set1_epi32(0x7F800000));
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF)));
+  const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+  const __m256i r = _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
+  // each lane under 2^16: packus's saturation keeps it (it packs within 128-bit halves)
+  return reinterpret_cast<U16Vec>(
+      _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+#else
   const auto u = reinterpret_cast<U32Vec>(v);
   const auto a = reinterpret_cast<I32Vec>(u & 0x7FFFFFFFu);
   const U32Vec rounded = (u + 0x7FFFu + (u >> 16 & 1u)) >> 16, quiet = u >> 16 | 0x0040u;
-  store_u16_lanes(p, a > 0x7F800000 ? quiet : rounded);
+  return __builtin_convertvector(a > 0x7F800000 ? quiet : rounded, U16Vec);
+#endif
 }
 
 // half_to_float on a register (F16C's vcvtph2ps where the set has it)
@@ -65,14 +98,13 @@ inline FloatVec half_part_to_float(const std::uint16_t* p) {
 }
 
 // float_to_half on a register (F16C's vcvtps2ph, rounding to nearest even, where the set has it)
-inline void float_part_to_half(std::uint16_t* p, const FloatVec& v) {
+inline U16Vec half_bits(const FloatVec& v) {
 #if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
-  _mm256_storeu_si256(
-      reinterpret_cast<__m256i*>(p),
+  return reinterpret_cast<U16Vec>(
       _mm512_maskz_cvtps_ph(0xFFFF, reinterpret_cast<__m512>(v), _MM_FROUND_TO_NEAREST_INT));
 #elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                   _mm256_cvtps_ph(reinterpret_cast<__m256>(v), _MM_FROUND_TO_NEAREST_INT));
+  return reinterpret_cast<U16Vec>(
+      _mm256_cvtps_ph(reinterpret_cast<__m256>(v), _MM_FROUND_TO_NEAREST_INT));
 #else
   // NaN ? quiet | top payload : a >= 2^16 ? inf : a < 2^-14 ? round(M >> min(126 - e, 31)) :
   // (a - 112 << 23 + 0xFFF + (a >> 13 & 1)) >> 13
@@ -89,7 +121,7 @@ inline void float_part_to_half(std::uint16_t* p, const FloatVec& v) {
   const U32Vec normal = (a - 0x38000000u + 0xFFFu + (a >> 13 & 1u)) >> 13;
   const U32Vec finite = ai < 0x38800000 ? subnormal : normal;
   const U32Vec r = ai > 0x7F800000 ? nan : ai >= 0x47800000 ? splat_u32(0x7C00u) : finite;
-  store_u16_lanes(p, sign | r);
+  return __builtin_convertvector(sign | r, U16Vec);
 #endif
 }
 
@@ -102,22 +134,49 @@ Pack<float> load_16bit(const std::uint16_t* p, const Widen& widen) {
     a.part[j] = widen(p + j * Pack<float>::kPartLanes);
   return a;
 }
-template <class Narrow>
-void store_16bit(std::uint16_t* p, const Pack<float>& a, const Narrow& narrow) {
-  for (std::size_t j = 0; j < Pack<float>::kParts; ++j)
-    narrow(p + j * Pack<float>::kPartLanes, a.part[j]);
+/// A pack rounded to 16 bits by `bits` (bf16_bits, half_bits), register by register, to p.
+template <class Bits>
+void store_16bit(std::uint16_t* p, const Pack<float>& a, const Bits& bits) {
+  for (std::size_t j = 0; j < Pack<float>::kParts; ++j) {
+    const U16Vec h = bits(a.part[j]);
+    std::memcpy(p + j * Pack<float>::kPartLanes, &h, sizeof h);
+  }
+}
+/// The same with non-temporal stores, p 32-byte aligned: the pack's 32 bytes joined in registers.
+/// (Stored as parts and read back whole, as a buffer would, they missed store forwarding: AVX2
+/// bfloat16 inference ran 6 times slower.)
+template <class Bits>
+void stream_16bit(std::uint16_t* p, const Pack<float>& a, const Bits& bits) {
+#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(p), reinterpret_cast<__m256i>(bits(a.part[0])));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(p),
+                      _mm256_set_m128i(reinterpret_cast<__m128i>(bits(a.part[1])),
+                                       reinterpret_cast<__m128i>(bits(a.part[0]))));
+#elif BNORM_KERNEL_ISA >= BNORM_ISA_SSE2
+  // four registers of 8 bytes, two by two
+  for (std::size_t j = 0; j < 4; j += 2) {
+    long long lo, hi;
+    const U16Vec l = bits(a.part[j]), h = bits(a.part[j + 1]);
+    std::memcpy(&lo, &l, sizeof lo);
+    std::memcpy(&hi, &h, sizeof hi);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p + 4 * j), _mm_set_epi64x(hi, lo));
+  }
+#else
+  store_16bit(p, a, bits);
+#endif
 }
 inline Pack<float> load_bf16(const std::uint16_t* p) {
   return load_16bit(p, bf16_part_to_float);
 }
 inline void store_bf16(std::uint16_t* p, const Pack<float>& a) {
-  store_16bit(p, a, float_part_to_bf16);
+  store_16bit(p, a, bf16_bits);
 }
 inline Pack<float> load_half(const std::uint16_t* p) {
   return load_16bit(p, half_part_to_float);
 }
 inline void store_half(std::uint16_t* p, const Pack<float>& a) {
-  store_16bit(p, a, float_part_to_half);
+  store_16bit(p, a, half_bits);
 }
 
 /// The kernels' pack access for 16-bit elements (pack.hpp has it for float and double): the 16
@@ -141,17 +200,11 @@ inline void store_pack(Eigen::bfloat16* p, const Pack<float>& a) {
 inline void store_pack(Eigen::half* p, const Pack<float>& a) {
   store_half(reinterpret_cast<std::uint16_t*>(p), a);
 }
-template <class H>
-void stream_16bit(H* p, const Pack<float>& a) {
-  alignas(32) H narrow[kPackLanes];
-  store_pack(narrow, a);
-  stream_vector_bytes<sizeof narrow>(p, narrow);
-}
 inline void stream_pack(Eigen::bfloat16* p, const Pack<float>& a) {
-  stream_16bit(p, a);
+  stream_16bit(reinterpret_cast<std::uint16_t*>(p), a, bf16_bits);
 }
 inline void stream_pack(Eigen::half* p, const Pack<float>& a) {
-  stream_16bit(p, a);
+  stream_16bit(reinterpret_cast<std::uint16_t*>(p), a, half_bits);
 }
 inline Wide load_wide(const Eigen::bfloat16* p) {
   return widen(load_pack(p));
