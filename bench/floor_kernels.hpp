@@ -113,13 +113,13 @@ inline const EpilogueSet& epilogue_set() {
 }
 
 // Runs f(begin, end) on every thread of an OpenMP team, each on one contiguous range of whole
-// cache lines: the split schedule(static) makes, so each thread streams its own part.
-template <class F>
+// cache lines of Line elements (16 floats, 32 16-bit values): the split schedule(static) makes,
+// so each thread streams its own part.
+template <index_t Line = 16, class F>
 void parallel_ranges(index_t n, F&& f) {
   const auto run = [&](index_t t, index_t nt) {
-    constexpr index_t line = 16;  // floats per 64-byte line
-    const index_t lines = (n + line - 1) / line;
-    f(std::min(n, lines * t / nt * line), std::min(n, lines * (t + 1) / nt * line));
+    const index_t lines = (n + Line - 1) / Line;
+    f(std::min(n, lines * t / nt * Line), std::min(n, lines * (t + 1) / nt * Line));
   };
 #if defined(_OPENMP)
 #pragma omp parallel
