@@ -99,7 +99,7 @@ def main():
     for what, key in (("tensors over 32 MB of 16-bit data: each pass <= 1.3x its floor", "big"),
                       ("every shape: each pass >= 1.6x faster than float32", "float32")):
         bad = [m for ok, m in checks[key] if not ok]
-        print("- %s: %s (%d of %d rows)" % (what, "met" if not bad else "MISSED",
+        print("- %s: %s (%d of %d rows met)" % (what, "met" if not bad else "MISSED",
                                            len(checks[key]) - len(bad), len(checks[key])))
         for m in bad:
             print("    missed: " + m)

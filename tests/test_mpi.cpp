@@ -238,5 +238,44 @@ TYPED_TEST(SyncBatchNorm, InPlaceAsBatchNorm2d) {
   EXPECT_TRUE(dz.values() == dx.values());
 }
 
+// SyncBatchNorm2d of 16-bit tensors (float parameters) against BatchNorm2d<bfloat16> on the whole
+// batch: y and dx within one bfloat16 ulp (the statistics merge over the ranks in another order,
+// so a float result may round the other way), float buffers and gradients within float rounding.
+TEST(SyncBatchNormBfloat16, EqualsOneProcessOnTheWholeBatch) {
+  using H = Eigen::bfloat16;
+  for (const auto& split : splits(world_size())) {
+    const Part part({0, 5, 3, 4}, split);
+    const Shape& s = part.whole;
+    Sync<H> sync(5, MPI_COMM_WORLD);
+    bnorm::BatchNorm2d<H> ref(5);
+    sync.weight() = ref.weight() = random_array<float>(5, 11, 0.5, 1.5);
+    sync.bias() = ref.bias() = random_array<float>(5, 12, -1, 1);
+    std::vector<H> x, dy;
+    for (const double v : random_values<double>(s, 13, 3.0)) x.push_back(H(static_cast<float>(v)));
+    for (const double v : random_values<double>(s, 14)) dy.push_back(H(static_cast<float>(v)));
+    Buffer<H> xr(s), yr(s), dyr(s), dxr(s), xb(part.mine, part.layout), yb(part.mine, part.layout),
+        dyb(part.mine, part.layout), dxb(part.mine, part.layout);
+    xr.set(x);
+    dyr.set(dy);
+    xb.set(part_of(x, s, part.offset, part.mine[0]));
+    dyb.set(part_of(dy, s, part.offset, part.mine[0]));
+    ref.backward(ref.forward(xr.cview(), yr.view()), dyr.cview(), dxr.view());
+    sync.backward(sync.forward(xb.cview(), yb.view()), dyb.cview(), dxb.view());
+    // |a - b| <= one ulp of the larger: 2^-7 relative for bfloat16, at least 2^-7 * 1e-3
+    const auto within_an_ulp = [](const std::vector<H>& a, const std::vector<H>& b) {
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        const float u = static_cast<float>(a[i]), v = static_cast<float>(b[i]);
+        if (std::abs(u - v) > std::max({std::abs(u), std::abs(v), 1e-3f}) * 0x1p-7f) return false;
+      }
+      return a.size() == b.size();
+    };
+    EXPECT_TRUE(within_an_ulp(yb.values(), part_of(yr.values(), s, part.offset, part.mine[0])));
+    EXPECT_TRUE(within_an_ulp(dxb.values(), part_of(dxr.values(), s, part.offset, part.mine[0])));
+    EXPECT_LE(rel_error(sync.running_mean(), ref.running_mean()), 1e-6);
+    EXPECT_LE(rel_error(sync.running_var(), ref.running_var()), 1e-6);
+    EXPECT_LE(rel_error(sum_over_ranks(sync.bias_grad()), ref.bias_grad()), 1e-6);
+  }
+}
+
 }  // namespace
 }  // namespace bnorm_test

@@ -32,7 +32,8 @@ BNORM_DETAIL_END_NO_STAGED
 // detail/staged_backend.hpp); users still spell it bnorm::BatchNorm2d.
 BNORM_DETAIL_BEGIN_NO_STAGED
 
-/// torch.nn.BatchNorm1d, BatchNorm2d and BatchNorm3d, for T = float or double, over views of
+/// torch.nn.BatchNorm1d, BatchNorm2d and BatchNorm3d, for T = float, double, Eigen::bfloat16 or
+/// Eigen::half (16-bit data; parameters, buffers and gradients in float), over views of
 /// kind View: NCLView (BatchNorm1d: (N, C, L), and (N, C) as L = 1), NCHWView (BatchNorm2d),
 /// NCDHWView (BatchNorm3d). Users name the three faces below; this is where they are documented.
 ///

@@ -30,10 +30,10 @@
 
 namespace bnorm::mpi {
 
-/// torch.nn.SyncBatchNorm over MPI, for T = float or double and views of kind View (NCLView,
-/// NCHWView, NCDHWView; users name the faces SyncBatchNorm1d, 2d and 3d below): a BatchNorm
-/// whose training statistics and backward reductions cover the whole batch spread over the
-/// ranks of `comm`, each rank holding a part of it (any sizes, including N = 0).
+/// torch.nn.SyncBatchNorm over MPI, for T = float, double, Eigen::bfloat16 or Eigen::half and views
+/// of kind View (NCLView, NCHWView, NCDHWView; users name the faces SyncBatchNorm1d, 2d and 3d
+/// below): a BatchNorm whose training statistics and backward reductions cover the whole batch
+/// spread over the ranks of `comm`, each rank holding a part of it (any sizes, including N = 0).
 ///
 /// Per training step each rank sends, in one MPI_Allgather of doubles,
 ///   forward:  2C + 1 numbers, its (count, mean[C], M2[C]);
