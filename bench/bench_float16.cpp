@@ -1,9 +1,11 @@
 // bnorm_bench_16bit: bnorm's fused passes over bfloat16 and half tensors (float parameters, as
 // PyTorch's mixed type) on ResNet-50's BatchNorm2d inputs at batch 32, NCHW and channels-last,
 // each timed in turn, in one process, with its own floor (the same streaming kernels over 16-bit
-// data, floor16_kernels.hpp) and with bnorm's float32 pass on the same shape. Benchmark ids are
-// "<pass>/bnorm_<bfloat16|half>[_nhwc]/<NxCxHxW>"; the counters floor_ms and float32_ms hold the
-// references' times per call. bench/report_float16.py prints the tables.
+// data, floor16_kernels.hpp) and with bnorm's float32 pass on the same shape; where oneDNN is
+// found, its bf16 and f16 passes in each layout (peer_onednn.cpp, timed on their own). Benchmark
+// ids are "<pass>/bnorm_<bfloat16|half>[_nhwc]/<NxCxHxW>" and
+// "<pass>/onednn_<bfloat16|half>_<layout>/<NxCxHxW>"; the counters floor_ms and float32_ms hold
+// the references' times per call. bench/report_float16.py prints the tables.
 
 #include <benchmark/benchmark.h>
 #include <bnorm/bnorm.hpp>
@@ -20,6 +22,7 @@
 #include "paired.hpp"
 #include "pass_floor.hpp"
 #include "passes.hpp"
+#include "peers.hpp"
 #include "registration.hpp"
 #include "shapes.hpp"
 #include "views.hpp"
@@ -155,10 +158,16 @@ int main(int argc, char** argv) {
   std::free(block);
   return run_benchmarks(argc, argv, [] {
     benchmark::AddCustomContext("floor_simd", floor16_simd());
+    std::vector<Peer> peers;
+#if defined(BNORM_BENCH_HAVE_ONEDNN)
+    peers.push_back(onednn_16bit_peer());  // oneDNN over bf16 and f16, each layout
+#endif
+    for (const Peer& p : peers) benchmark::AddCustomContext(p.name + "_version", p.version);
     for (const Shape& s : bench_shapes()) {
       if (s.n != 32) continue;  // ResNet-50's inputs at batch 32
       register_type<Eigen::bfloat16>(s);
       register_type<Eigen::half>(s);
+      for (const Peer& p : peers) p.register_shape(s);
     }
   });
 }

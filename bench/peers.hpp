@@ -16,7 +16,8 @@ struct Peer {
 };
 
 #if defined(BNORM_BENCH_HAVE_ONEDNN)
-Peer onednn_peer();  // peer_onednn.cpp
+Peer onednn_peer();        // peer_onednn.cpp
+Peer onednn_16bit_peer();  // the same over bf16 and f16 data (bnorm_bench_16bit)
 #endif
 #if defined(BNORM_BENCH_HAVE_TORCH)
 Peer torch_peer();  // peer_torch.cpp
