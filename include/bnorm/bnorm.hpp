@@ -15,8 +15,8 @@
 /// compile time of a translation unit that uses it is the staged variant (docs/compile_cost.md).
 ///
 /// Defining BNORM_EXTERN_TEMPLATES declares the float, double, bfloat16 and half instances of
-/// the fused and staged free functions `extern template`: the unit then does not compile the kernels, and
-/// exactly one unit of the program must include <bnorm/instantiate.hpp> (see there).
+/// the fused and staged free functions `extern template`: the unit then does not compile the
+/// kernels, and exactly one unit of the program must include <bnorm/instantiate.hpp> (see there).
 #pragma once
 
 #include "activation.hpp"
