@@ -2,10 +2,12 @@
 // PyTorch's mixed type) on ResNet-50's BatchNorm2d inputs at batch 32, NCHW and channels-last,
 // each timed in turn, in one process, with its own floor (the same streaming kernels over 16-bit
 // data, floor16_kernels.hpp) and with bnorm's float32 pass on the same shape; where oneDNN is
-// found, its bf16 and f16 passes in each layout (peer_onednn.cpp, timed on their own). Benchmark
-// ids are "<pass>/bnorm_<bfloat16|half>[_nhwc]/<NxCxHxW>" and
-// "<pass>/onednn_<bfloat16|half>_<layout>/<NxCxHxW>"; the counters floor_ms and float32_ms hold
-// the references' times per call. bench/report_float16.py prints the tables.
+// found, its bf16 and f16 passes in each layout (peer_onednn.cpp), and where libtorch is found,
+// PyTorch's over bfloat16 and half with float32 parameters (peer_torch.cpp), each timed on its
+// own. Benchmark ids are "<pass>/bnorm_<bfloat16|half>[_nhwc]/<NxCxHxW>",
+// "<pass>/onednn_<bfloat16|half>_<layout>/<NxCxHxW>" and
+// "<pass>/torch[_warm]_<bfloat16|half>[_nhwc]/<NxCxHxW>"; the counters floor_ms and float32_ms
+// hold the references' times per call. bench/report_float16.py prints the tables.
 
 #include <benchmark/benchmark.h>
 #include <bnorm/bnorm.hpp>
@@ -161,6 +163,9 @@ int main(int argc, char** argv) {
     std::vector<Peer> peers;
 #if defined(BNORM_BENCH_HAVE_ONEDNN)
     peers.push_back(onednn_16bit_peer());  // oneDNN over bf16 and f16, each layout
+#endif
+#if defined(BNORM_BENCH_HAVE_TORCH)
+    peers.push_back(torch_16bit_peer());  // PyTorch over bfloat16 and half, as called and warm
 #endif
     for (const Peer& p : peers) benchmark::AddCustomContext(p.name + "_version", p.version);
     for (const Shape& s : bench_shapes()) {

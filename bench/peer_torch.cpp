@@ -1,14 +1,17 @@
 // PyTorch's eager CPU kernels through libtorch: at::native_batch_norm (training and eval) and
-// at::native_batch_norm_backward, float32, on contiguous (NCHW) and channels_last tensors, on the
-// library's thread count. Inputs wrap the shared buffers; outputs are allocated by each call, as
-// in PyTorch's eager mode, timed two ways (torch_allocator.hpp): "torch", as users call it (with
-// PyTorch's own allocator, so glibc's), and "torch_warm", each block reused.
+// at::native_batch_norm_backward, on contiguous (NCHW) and channels_last tensors, on the
+// library's thread count. Inputs wrap the shared buffers (float32, bnorm_bench) or are those
+// values rounded once to bfloat16 or half, outside the timed loop (torch's mixed type, float32
+// weight and statistics: bnorm_bench_16bit); outputs are allocated by each call, as in PyTorch's
+// eager mode, timed two ways (torch_allocator.hpp): "torch", as users call it (with PyTorch's own
+// allocator, so glibc's), and "torch_warm", each block reused.
 
 #include <benchmark/benchmark.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #if defined(_OPENMP)
@@ -46,10 +49,19 @@ at::Tensor wrap(float* p, index_t c) {
   return at::from_blob(p, {c}, at::TensorOptions().dtype(at::kFloat));
 }
 
-void timed_calls(benchmark::State& state, const Shape& s, Pass pass, Layout layout) {
+// The workspace's tensor at p as `type`: itself for float32, else rounded once to nearest even
+// (as bnorm_bench_16bit rounds its own 16-bit copies), in the same layout.
+at::Tensor data_of(float* p, const Shape& s, Layout layout, at::ScalarType type) {
+  const at::Tensor t = wrap(p, s, layout);
+  return type == at::kFloat ? t : t.to(type);
+}
+
+void timed_calls(benchmark::State& state, const Shape& s, Pass pass, Layout layout,
+                 at::ScalarType type) {
   c10::InferenceMode no_autograd;
   Workspace& ws = workspace(s);
-  const at::Tensor x = wrap(ws.x.data(), s, layout), dy = wrap(ws.dy.data(), s, layout);
+  const at::Tensor x = data_of(ws.x.data(), s, layout, type);
+  const at::Tensor dy = data_of(ws.dy.data(), s, layout, type);
   const at::Tensor weight = wrap(ws.weight.data(), s.c), bias = wrap(ws.bias.data(), s.c);
   // Training updates the running buffers in place: give it copies.
   const at::Tensor running_mean = wrap(ws.running_mean.data(), s.c).clone();
@@ -74,10 +86,11 @@ void timed_calls(benchmark::State& state, const Shape& s, Pass pass, Layout layo
       benchmark::DoNotOptimize(std::get<0>(out).data_ptr());
     }
   }
-  set_traffic_counters(state, minimal_bytes(pass, s, sizeof(float)));
+  set_traffic_counters(state, minimal_bytes(pass, s, x.element_size()));
 }
 
-void run(benchmark::State& state, const Shape& s, Pass pass, Layout layout, Memory memory) {
+void run(benchmark::State& state, const Shape& s, Pass pass, Layout layout, Memory memory,
+         at::ScalarType type) {
   // Kept blocks serve every run of a shape (Google Benchmark calls this once to size the
   // iterations and once per repetition), so only the very first call pays for fresh pages.
   static Shape kept_for{};
@@ -87,23 +100,37 @@ void run(benchmark::State& state, const Shape& s, Pass pass, Layout layout, Memo
   }
   allocator->set_reuse(memory == Memory::warm);
   try {
-    timed_calls(state, s, pass, layout);
+    timed_calls(state, s, pass, layout, type);
+  } catch (const c10::Error& e) {  // its message alone, without libtorch's backtrace
+    state.SkipWithError(e.what_without_backtrace());
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
   allocator->set_reuse(false);
 }
 
-void register_shape(const Shape& s) {
+// Benchmarks "<pass>/<torch|torch_warm><suffix>[_nhwc]/<shape>" over data of `type`.
+void register_type(const Shape& s, at::ScalarType type, const std::string& suffix) {
   for (Layout layout : {Layout::nchw, Layout::nhwc})
     for (Memory memory : {Memory::as_called, Memory::warm})
       for (Pass pass : {Pass::fwd_train, Pass::fwd_infer, Pass::bwd}) {
-        const char* impl = memory == Memory::warm ? "torch_warm" : "torch";
+        const std::string impl = (memory == Memory::warm ? "torch_warm" : "torch") + suffix;
         add_benchmark(bench_name(pass_name(pass), impl_name(impl, layout), s), s,
-                      [s, pass, layout, memory](benchmark::State& state) {
-                        run(state, s, pass, layout, memory);
+                      [s, pass, layout, memory, type](benchmark::State& state) {
+                        run(state, s, pass, layout, memory, type);
                       });
       }
+}
+
+void register_shape(const Shape& s) {
+  register_type(s, at::kFloat, "");
+}
+
+// PyTorch 1.13 has no CPU batch norm over half: those benchmarks end with its error and the
+// report leaves them out; a libtorch that has one is measured.
+void register_shape_16bit(const Shape& s) {
+  register_type(s, at::kBFloat16, "_bfloat16");
+  register_type(s, at::kHalf, "_half");
 }
 
 }  // namespace
@@ -117,6 +144,12 @@ Peer torch_peer() {
 #endif
   allocator = &ReusingCpuAllocator::install();
   return {"torch", TORCH_VERSION, &register_shape};
+}
+
+Peer torch_16bit_peer() {
+  Peer p = torch_peer();
+  p.register_shape = &register_shape_16bit;
+  return p;
 }
 
 }  // namespace bnorm_bench

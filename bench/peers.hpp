@@ -20,7 +20,8 @@ Peer onednn_peer();        // peer_onednn.cpp
 Peer onednn_16bit_peer();  // the same over bf16 and f16 data (bnorm_bench_16bit)
 #endif
 #if defined(BNORM_BENCH_HAVE_TORCH)
-Peer torch_peer();  // peer_torch.cpp
+Peer torch_peer();        // peer_torch.cpp
+Peer torch_16bit_peer();  // the same over bfloat16 and half data (bnorm_bench_16bit)
 #endif
 
 inline std::vector<Peer> available_peers() {

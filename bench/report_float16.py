@@ -2,9 +2,10 @@
 """Tables from bnorm_bench_16bit's JSON output (bench_float16.cpp): per 16-bit type and layout,
 per ResNet-50 shape and pass, bnorm's time, its ratio to its own floor (the same streaming
 kernels over 16-bit data) and its speedup over bnorm's float32 pass, both references timed in
-turn with it in the same iterations, and over oneDNN's pass on the same type where it ran
-(timed on its own: its fastest layout for NCHW, nhwc for channels-last); then the targets of
-issue 16, each met or missed.
+turn with it in the same iterations, and over oneDNN's and PyTorch's passes on the same type
+where they ran (each timed on its own: oneDNN's fastest layout for NCHW, nhwc for
+channels-last; PyTorch in the table's layout, as users call it and on warm memory); then the
+targets of issue 16, each met or missed.
 
 Ratios are medians over the repetitions of the ratio within each repetition; times are the
 minimum over the repetitions (--stat median for the median). Standard library only.
@@ -27,8 +28,8 @@ TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 def load(path, stat):
     """rows[(pass, impl, shape)] = (time ms, median floor ratio, median float32 speedup) for
-    bnorm's benchmarks; peers[(pass, impl, shape)] = time ms for oneDNN's (timed on their own;
-    absent where it failed or does not implement the type)."""
+    bnorm's benchmarks; peers[(pass, impl, shape)] = time ms for oneDNN's and PyTorch's (timed
+    on their own; absent where they failed or do not implement the type)."""
     with open(path) as f:
         doc = json.load(f)
     runs, peer_runs = {}, {}
@@ -65,6 +66,13 @@ def onednn_speedup(peers, p, type_name, suffix, shape, t):
     return best / t, lay
 
 
+def torch_speedup(peers, p, impl, suffix, shape, t):
+    """PyTorch's time / bnorm's for impl "torch" or "torch_warm" in the table's layout, or
+    None where it did not run."""
+    peer = peers.get((p, "%s_%s%s" % (impl[0], impl[1], suffix), shape))
+    return None if peer is None else peer / t
+
+
 def geomean(values):
     values = [v for v in values if v > 0]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
@@ -86,28 +94,35 @@ def main():
         context.get("floor_simd", "?")))
     shapes = list(OrderedDict.fromkeys(k[2] for k in rows))
     missed = []
-    checks = {"big": [], "float32": [], "onednn": []}
+    checks = {"big": [], "float32": [], "onednn": [], "torch": []}
     for type_name, size in TYPES:
         for layout_name, suffix in LAYOUTS:
             impl = "bnorm_" + type_name + suffix
-            print("\n%s, %s: ms | /floor | x float32 | x oneDNN (%s)" % (
-                type_name, layout_name, "fastest layout" if not suffix else "nhwc"))
+            print("\n%s, %s: ms | /floor | x float32 | x oneDNN (%s) | x PyTorch (as called, "
+                  "warm)" % (type_name, layout_name, "fastest layout" if not suffix else "nhwc"))
             header = "| shape | " + " | ".join(
-                "%s ms | /floor | x f32 | x oneDNN" % label for _, label in PASSES) + " |"
+                "%s ms | /floor | x f32 | x oneDNN | x PyTorch" % label for _, label in PASSES) + " |"
             print(header)
-            print("|" + " --- |" * (1 + 4 * len(PASSES)))
+            print("|" + " --- |" * (1 + 5 * len(PASSES)))
             per_pass = {p: ([], []) for p, _ in PASSES}
             for shape in shapes:
                 cells = []
                 for p, _ in PASSES:
                     r = rows.get((p, impl, shape))
                     if r is None:
-                        cells += ["", "", "", ""]
+                        cells += ["", "", "", "", ""]
                         continue
                     t, floor, speedup = r
                     peer = onednn_speedup(peers, p, type_name, suffix, shape, t)
+                    torch = [torch_speedup(peers, p, (impl, type_name), suffix, shape, t)
+                             for impl in ("torch", "torch_warm")]
                     cells += ["%.3f" % t, "%.2f" % floor, "%.2f" % speedup,
-                              "" if peer is None else "%.2f %s" % peer]
+                              "" if peer is None else "%.2f %s" % peer,
+                              " ".join("%.2f" % v for v in torch if v is not None)]
+                    for v, how in zip(torch, ("as called", "warm")):
+                        if v is not None:
+                            checks["torch"].append((v > 1.0, "%s %s %s %s x PyTorch %s %.2f" % (
+                                type_name, layout_name, p, shape, how, v)))
                     if peer is not None:
                         checks["onednn"].append((peer[0] > 1.0, "%s %s %s %s x oneDNN %.2f" % (
                             type_name, layout_name, p, shape, peer[0])))
@@ -120,12 +135,14 @@ def main():
                         type_name, layout_name, p, shape, speedup)))
                 print("| %s | %s |" % (shape, " | ".join(cells)))
             print("| geomean | " + " | ".join(
-                " | %.2f | %.2f | " % (geomean(per_pass[p][0]), geomean(per_pass[p][1]))
+                " | %.2f | %.2f |  | " % (geomean(per_pass[p][0]), geomean(per_pass[p][1]))
                 for p, _ in PASSES) + " |")
     print("\nTargets of issue 16 (2 threads, default build):")
     for what, key in (("tensors over 32 MB of 16-bit data: each pass <= 1.3x its floor", "big"),
                       ("every shape: each pass >= 1.6x faster than float32", "float32"),
-                      ("faster than oneDNN's 16-bit passes where they run", "onednn")):
+                      ("faster than oneDNN's 16-bit passes where they run", "onednn"),
+                      ("faster than PyTorch's 16-bit passes where they run (as called and warm)",
+                       "torch")):
         bad = [m for ok, m in checks[key] if not ok]
         if not checks[key]:
             print("- %s: not measured (no rows)" % what)
