@@ -96,6 +96,13 @@ std::string bit_differences(const A& a, const A& b) {
 /// The worst errors of one test, printed once at its end (the figures of the resolution).
 struct Worst {
   double y = 0, dx = 0;
+  /// Expects the errors ey (of y) and edx (of dx), in ulps, within `limit`, and keeps the worst.
+  void add(double ey, double edx, double limit = 1.0) {
+    EXPECT_LE(ey, limit);
+    EXPECT_LE(edx, limit);
+    y = std::max(y, ey);
+    dx = std::max(dx, edx);
+  }
   void print(const char* what, const char* format) const {
     std::printf("%s %s: y within %.3f ulp, dx within %.3f ulp of float64\n", format, what, y, dx);
   }

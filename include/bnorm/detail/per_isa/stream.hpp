@@ -44,42 +44,14 @@ inline void stream_vector(double* dst, const double* src) {
 inline constexpr std::size_t kStreamVectorBytes = 0;  // no non-temporal stores
 #endif
 
-/// Bytes bytes (a multiple of 16) from src to dst, dst aligned to 16 bytes or to Bytes, whichever
-/// is less, with non-temporal stores in the widest vectors that divide Bytes: any element type.
-template <std::size_t Bytes>
-void stream_vector_bytes(void* dst, const void* src) {
-  auto* d = static_cast<char*>(dst);
-  const auto* s = static_cast<const char*>(src);
-#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX512
-  if constexpr (Bytes % 64 == 0) {
-    for (std::size_t b = 0; b < Bytes; b += 64)
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(d + b),
-                          _mm512_loadu_si512(reinterpret_cast<const __m512i*>(s + b)));
-    return;
-  }
-#endif
-#if BNORM_KERNEL_ISA >= BNORM_ISA_AVX2
-  if constexpr (Bytes % 32 == 0) {
-    for (std::size_t b = 0; b < Bytes; b += 32)
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(d + b),
-                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + b)));
-    return;
-  }
-#endif
 #if BNORM_KERNEL_ISA >= BNORM_ISA_SSE2
-  for (std::size_t b = 0; b < Bytes; b += 16)
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + b),
-                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + b)));
-#else
-  std::memcpy(d, s, Bytes);
-#endif
-}
-
-/// The same for the 16-bit formats, whose arithmetic the kernels never use.
+/// The same for the 16-bit formats, whose arithmetic the kernels never use: the vector's bytes
+/// moved as floats (a load and a store leave every bit as it was).
 template <class H, class = std::enable_if_t<sizeof(H) == 2>>
 void stream_vector(H* dst, const H* src) {
-  stream_vector_bytes<kStreamVectorBytes>(dst, src);
+  stream_vector(reinterpret_cast<float*>(dst), reinterpret_cast<const float*>(src));
 }
+#endif
 
 /// dst[0, n) = src[0, n) with non-temporal stores where the instruction set has them. dst is
 /// written with regular stores up to its first aligned vector and for the tail.
